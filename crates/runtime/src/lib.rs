@@ -1,0 +1,1 @@
+//! The runtime inside the images: init, privilege step-down, readiness and Airflow start-up.
