@@ -1,0 +1,27 @@
+//! `ap-airflow`: builds, locks, verifies and publishes Astronomer's Airflow images.
+//! Each subcommand lives in its own module with its `Args` and `run`.
+
+use std::path::PathBuf;
+
+pub mod base;
+pub mod build;
+pub mod lock;
+pub mod next_build;
+pub mod output;
+pub mod publish;
+pub mod release;
+pub mod tags;
+pub mod verify;
+
+/// What every subcommand may need: where the release file is.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub releases_path: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn releases(&self) -> Result<release::ReleaseFile, release::ReleaseError> {
+        let path = release::locate(self.releases_path.as_deref())?;
+        release::ReleaseFile::load(&path)
+    }
+}

@@ -1,0 +1,369 @@
+//! The release file (`releases.toml`): which Airflow lines are built, with what, and under which name.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("cannot read release file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("malformed release file {path}: {message}")]
+    Malformed { path: PathBuf, message: String },
+    #[error("unknown release {name:?} in {path} (known: {known})")]
+    Unknown {
+        name: String,
+        path: PathBuf,
+        known: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub repository: String,
+    pub python_base_image: String,
+    pub debian_mirror: String,
+}
+
+/// One release line, e.g. Airflow 2.10.5 build 1 on bookworm.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub airflow: String,
+    pub build: u32,
+    pub distro: String,
+    pub python: String,
+    /// Release date (YYYY-MM-DD): the lock excludes anything newer.
+    pub released: String,
+    pub extras: Vec<String>,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Constraints file, relative to the release file's folder.
+    pub lock: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    defaults: Defaults,
+    release: Vec<Release>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReleaseFile {
+    pub path: PathBuf,
+    pub defaults: Defaults,
+    pub releases: Vec<Release>,
+}
+
+/// The two image flavours the seed publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Flavour {
+    Base,
+    Onbuild,
+}
+
+impl Flavour {
+    pub const ALL: [Flavour; 2] = [Flavour::Base, Flavour::Onbuild];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Flavour::Base => "",
+            Flavour::Onbuild => "-onbuild",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Base => "base",
+            Flavour::Onbuild => "onbuild",
+        }
+    }
+}
+
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Release {
+    /// The name used on the command line: `<airflow>-<build>`, the seed's VERSION.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.airflow, self.build)
+    }
+
+    /// Never changes once pushed: `2.10.5-1-bookworm[-onbuild]`.
+    pub fn immutable_tag(&self, flavour: Flavour) -> String {
+        format!(
+            "{}-{}-{}{}",
+            self.airflow,
+            self.build,
+            self.distro,
+            flavour.suffix()
+        )
+    }
+
+    /// Moves to the newest build of the line: `2.10.5-bookworm[-onbuild]`.
+    pub fn floating_tag(&self, flavour: Flavour) -> String {
+        format!("{}-{}{}", self.airflow, self.distro, flavour.suffix())
+    }
+
+    /// CI's build-number tag: `<floating>-<B>`.
+    pub fn ci_tag(&self, flavour: Flavour, build_number: u64) -> String {
+        format!("{}-{}", self.floating_tag(flavour), build_number)
+    }
+
+    /// Sort key: Airflow version numerically, then build number.
+    fn order_key(&self) -> (Vec<u64>, u32) {
+        let version = self
+            .airflow
+            .split(['.', '-', '+'])
+            .map(|p| p.parse().unwrap_or(0))
+            .collect();
+        (version, self.build)
+    }
+}
+
+impl ReleaseFile {
+    pub fn load(path: &Path) -> Result<Self, ReleaseError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReleaseError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ReleaseError> {
+        let malformed = |message: String| ReleaseError::Malformed {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| malformed(one_line(&e.to_string())))?;
+        if raw.release.is_empty() {
+            return Err(malformed("no [[release]] entry".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in &raw.release {
+            validate(r).map_err(|m| malformed(format!("release {}: {m}", r.name())))?;
+            if !seen.insert(r.name()) {
+                return Err(malformed(format!("release {} is listed twice", r.name())));
+            }
+        }
+        Ok(ReleaseFile {
+            path: path.to_owned(),
+            defaults: raw.defaults,
+            releases: raw.release,
+        })
+    }
+
+    /// A release by name (`2.10.5-1`), or the newest when `name` is None.
+    pub fn get(&self, name: Option<&str>) -> Result<&Release, ReleaseError> {
+        match name {
+            None => Ok(self
+                .releases
+                .iter()
+                .max_by_key(|r| r.order_key())
+                .expect("parse rejects an empty file")),
+            Some(name) => self
+                .releases
+                .iter()
+                .find(|r| r.name() == name)
+                .ok_or_else(|| ReleaseError::Unknown {
+                    name: name.to_owned(),
+                    path: self.path.clone(),
+                    known: self
+                        .releases
+                        .iter()
+                        .map(Release::name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+        }
+    }
+
+    /// The folder that release-relative paths (locks) are resolved against.
+    pub fn root(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    pub fn lock_path(&self, release: &Release) -> PathBuf {
+        self.root().join(&release.lock)
+    }
+}
+
+fn validate(r: &Release) -> Result<(), String> {
+    let tag_safe = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    if !tag_safe(&r.airflow) || !r.airflow.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!("airflow version {:?} is not a version", r.airflow));
+    }
+    if !tag_safe(&r.distro) {
+        return Err(format!("distro {:?} is not a tag-safe name", r.distro));
+    }
+    if r.build == 0 {
+        return Err("build numbers start at 1".into());
+    }
+    let date = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(&r.released, &date)
+        .map_err(|_| format!("released {:?} is not a YYYY-MM-DD date", r.released))?;
+    if r.python.split('.').count() != 2 || r.python.split('.').any(|p| p.parse::<u32>().is_err()) {
+        return Err(format!("python {:?} is not MAJOR.MINOR", r.python));
+    }
+    Ok(())
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Finds `releases.toml`: `$AP_AIRFLOW_RELEASES`, else the nearest one in the current folder or above it.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ReleaseError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_owned());
+    }
+    let cwd = std::env::current_dir().map_err(|source| ReleaseError::Read {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    for dir in cwd.ancestors() {
+        let candidate = dir.join("releases.toml");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(ReleaseError::Read {
+        path: cwd.join("releases.toml"),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "not found here or in any parent folder (set AP_AIRFLOW_RELEASES or --releases)",
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[defaults]
+repository = "astronomerinc/ap-airflow"
+python_base_image = "py:3.11"
+debian_mirror = "http://deb.debian.org/debian"
+
+[[release]]
+airflow = "2.10.5"
+build = 1
+distro = "bookworm"
+python = "3.11"
+released = "2025-02-10"
+extras = ["celery"]
+lock = "locks/a.txt"
+
+[[release]]
+airflow = "2.9.3"
+build = 4
+distro = "bookworm"
+python = "3.11"
+released = "2024-07-15"
+extras = []
+lock = "locks/b.txt"
+"#;
+
+    fn file() -> ReleaseFile {
+        ReleaseFile::parse(Path::new("/repo/releases.toml"), FILE).unwrap()
+    }
+
+    #[test]
+    fn tags_follow_the_seed() {
+        let f = file();
+        let r = f.get(Some("2.10.5-1")).unwrap();
+        assert_eq!(r.immutable_tag(Flavour::Base), "2.10.5-1-bookworm");
+        assert_eq!(
+            r.immutable_tag(Flavour::Onbuild),
+            "2.10.5-1-bookworm-onbuild"
+        );
+        assert_eq!(r.floating_tag(Flavour::Base), "2.10.5-bookworm");
+        assert_eq!(r.floating_tag(Flavour::Onbuild), "2.10.5-bookworm-onbuild");
+        assert_eq!(r.ci_tag(Flavour::Onbuild, 77), "2.10.5-bookworm-onbuild-77");
+    }
+
+    #[test]
+    fn newest_is_by_version_not_by_text_or_order() {
+        let f = file();
+        assert_eq!(f.get(None).unwrap().name(), "2.10.5-1");
+    }
+
+    #[test]
+    fn unknown_release_names_the_known_ones() {
+        let err = file().get(Some("2.10.5-9")).unwrap_err().to_string();
+        assert!(err.contains("\"2.10.5-9\""), "{err}");
+        assert!(err.contains("2.10.5-1, 2.9.3-4"), "{err}");
+    }
+
+    #[test]
+    fn lock_is_relative_to_the_file() {
+        let f = file();
+        let r = f.get(Some("2.9.3-4")).unwrap();
+        assert_eq!(f.lock_path(r), Path::new("/repo/locks/b.txt"));
+    }
+
+    #[test]
+    fn malformed_files_are_one_line_errors() {
+        let cases = [
+            ("", "missing field"),
+            (
+                &FILE.replace("build = 1", "build = 0"),
+                "build numbers start at 1",
+            ),
+            (
+                &FILE.replace("2025-02-10", "Feb 10"),
+                "not a YYYY-MM-DD date",
+            ),
+            (
+                &FILE.replace("\"bookworm\"", "\"book worm\""),
+                "not a tag-safe name",
+            ),
+            (
+                &FILE
+                    .replace("2.9.3", "2.10.5")
+                    .replace("build = 4", "build = 1"),
+                "listed twice",
+            ),
+            (
+                &FILE.replace("extras = []", "extras = []\nextra = 1"),
+                "unknown field",
+            ),
+            (
+                &FILE.replace("python = \"3.11\"", "python = \"3\""),
+                "MAJOR.MINOR",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = ReleaseFile::parse(Path::new("r.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("malformed release file r.toml"), "{err}");
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+            assert!(!err.contains('\n'), "multi-line: {err:?}");
+        }
+    }
+
+    #[test]
+    fn the_committed_release_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../releases.toml");
+        let f = ReleaseFile::load(&path).unwrap();
+        let r = f.get(None).unwrap();
+        assert_eq!(r.name(), "2.10.5-1");
+        assert_eq!(r.distro, "bookworm");
+        assert!(r.extras.iter().any(|e| e == "cncf.kubernetes"));
+    }
+}
