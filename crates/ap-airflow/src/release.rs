@@ -7,11 +7,8 @@ use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
-    #[error("cannot read release file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot read release file {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
     #[error("malformed release file {path}: {message}")]
     Malformed { path: PathBuf, message: String },
     #[error("unknown release {name:?} in {path} (known: {known})")]
@@ -132,9 +129,9 @@ impl Release {
 
 impl ReleaseFile {
     pub fn load(path: &Path) -> Result<Self, ReleaseError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReleaseError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| ReleaseError::Read {
             path: path.to_owned(),
-            source,
+            err,
         })?;
         Self::parse(path, &text)
     }
@@ -230,9 +227,9 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ReleaseError> {
     if let Some(p) = explicit {
         return Ok(p.to_owned());
     }
-    let cwd = std::env::current_dir().map_err(|source| ReleaseError::Read {
+    let cwd = std::env::current_dir().map_err(|err| ReleaseError::Read {
         path: PathBuf::from("."),
-        source,
+        err,
     })?;
     for dir in cwd.ancestors() {
         let candidate = dir.join("releases.toml");
@@ -242,7 +239,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ReleaseError> {
     }
     Err(ReleaseError::Read {
         path: cwd.join("releases.toml"),
-        source: std::io::Error::new(
+        err: std::io::Error::new(
             std::io::ErrorKind::NotFound,
             "not found here or in any parent folder (set AP_AIRFLOW_RELEASES or --releases)",
         ),
