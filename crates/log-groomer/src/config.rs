@@ -1,0 +1,355 @@
+//! Flags and environment. Every bad value becomes one line naming the flag (or variable) and the value; main exits
+//! with status 2 before touching anything.
+
+use crate::age::Retention;
+use clap::Parser;
+use std::ffi::CString;
+use std::path::PathBuf;
+
+pub const RETENTION_VARS: [&str; 2] = [
+    "ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS",
+    "AIRFLOW__LOG_RETENTION_DAYS",
+];
+pub const FREQUENCY_VAR: &str = "AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES";
+const DEFAULT_RETENTION: &str = "15";
+const DEFAULT_EVERY: u64 = 900;
+
+/// Deletes expired Airflow task logs, then folders left empty, every quarter hour (UTC).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Flags {
+    /// Run one pass, then exit.
+    #[arg(long)]
+    once: bool,
+    /// List what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print every file and folder removed.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Folder to clean [default: ${AIRFLOW_HOME:-/usr/local/airflow}/logs].
+    #[arg(long, value_name = "DIR")]
+    directory: Option<PathBuf>,
+    /// Retention: N days (fractional allowed) or Nm / Nh / Nd [default: $ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS,
+    /// else $AIRFLOW__LOG_RETENTION_DAYS, else 15].
+    #[arg(long, value_name = "N", value_parser = Retention::parse)]
+    retention_days: Option<Retention>,
+    /// Seconds between passes, aligned to multiples since the epoch (UTC) [default: 60 ×
+    /// $AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES, else 900].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_every)]
+    every: Option<u64>,
+    /// Size cap: BYTES (with K/M/G/T suffixes) for the folder, or N% for its file system.
+    #[arg(long, value_name = "BYTES|N%", value_parser = Cap::parse)]
+    max_size: Option<Cap>,
+    /// File-name pattern (shell glob, as find -name).
+    #[arg(long, value_name = "GLOB", default_value = "*.log", value_parser = parse_pattern)]
+    pattern: CString,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub once: bool,
+    pub dry_run: bool,
+    pub verbose: bool,
+    pub directory: PathBuf,
+    pub retention: Retention,
+    pub every: u64,
+    pub cap: Option<Cap>,
+    pub pattern: CString,
+}
+
+/// What `--max-size` caps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cap {
+    /// Total apparent size of the regular files in the folder.
+    Bytes(u64),
+    /// Used share of the folder's file system, in percent (as `df` shows it).
+    Percent(f64),
+}
+
+/// Why main must exit: `Ok` for --help/--version, `Err` for bad input.
+pub enum Exit {
+    Info(String),
+    Usage(String),
+}
+
+pub fn from_env_and_args<I: IntoIterator<Item = std::ffi::OsString>>(
+    args: I,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, Exit> {
+    let flags = Flags::try_parse_from(args).map_err(|e| {
+        use clap::error::ErrorKind::*;
+        match e.kind() {
+            DisplayHelp | DisplayVersion => Exit::Info(e.to_string()),
+            // clap's message spans several lines; its first names the flag, the value and the reason.
+            _ => Exit::Usage(
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("bad arguments")
+                    .to_string(),
+            ),
+        }
+    })?;
+    // Empty variables count as unset: Kubernetes manifests often template them empty.
+    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let directory = flags.directory.unwrap_or_else(|| {
+        let home = var("AIRFLOW_HOME").unwrap_or_else(|| "/usr/local/airflow".to_string());
+        PathBuf::from(home).join("logs")
+    });
+    let retention = match flags.retention_days {
+        Some(r) => r,
+        None => match RETENTION_VARS.iter().find_map(|n| var(n).map(|v| (n, v))) {
+            Some((name, value)) => Retention::parse(&value).map_err(|why| {
+                Exit::Usage(format!("error: invalid value '{value}' in ${name}: {why}"))
+            })?,
+            None => Retention::parse(DEFAULT_RETENTION).expect("default retention parses"),
+        },
+    };
+    let every = match (flags.every, var(FREQUENCY_VAR)) {
+        (Some(s), _) => s,
+        (None, Some(v)) => match v.trim().parse::<u64>() {
+            Ok(m) if (1..=10_000_000).contains(&m) => m * 60,
+            _ => {
+                return Err(Exit::Usage(format!(
+                    "error: invalid value '{v}' in ${FREQUENCY_VAR}: expected whole minutes"
+                )))
+            }
+        },
+        (None, None) => DEFAULT_EVERY,
+    };
+    Ok(Config {
+        once: flags.once,
+        dry_run: flags.dry_run,
+        verbose: flags.verbose,
+        directory,
+        retention,
+        every,
+        cap: flags.max_size,
+        pattern: flags.pattern,
+    })
+}
+
+fn parse_every(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=1_000_000_000).contains(&n) => Ok(n),
+        _ => Err("expected whole seconds, at least 1".to_string()),
+    }
+}
+
+fn parse_pattern(s: &str) -> Result<CString, String> {
+    if s.is_empty() || s.contains('/') {
+        return Err("expected a file-name glob such as *.log (no '/')".to_string());
+    }
+    CString::new(s).map_err(|_| "contains a NUL byte".to_string())
+}
+
+impl Cap {
+    /// `5368709120`, `500M`, `5G`, `5GiB`, `5GB` (decimal), `85%`, `85.5%`.
+    pub fn parse(s: &str) -> Result<Cap, String> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            let ok = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            return match p.parse::<f64>() {
+                Ok(v) if ok && v > 0.0 && v <= 100.0 => Ok(Cap::Percent(v)),
+                _ => Err("expected a percentage above 0 and at most 100, e.g. 85%".to_string()),
+            };
+        }
+        let split = t
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len());
+        let (num, suffix) = t.split_at(split);
+        let mult: u64 = match suffix.to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "t" | "tib" => 1 << 40,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            _ => {
+                return Err(format!(
+                    "unknown size suffix '{suffix}' (use K, M, G, T, KB, MiB, … or N%)"
+                ))
+            }
+        };
+        let value: f64 = num
+            .parse()
+            .map_err(|_| "expected a size such as 5G, 500MiB, 1000000 or 85%".to_string())?;
+        let bytes = value * mult as f64;
+        if !(1.0..=u64::MAX as f64 / 2.0).contains(&bytes) {
+            return Err("size out of range".to_string());
+        }
+        Ok(Cap::Bytes(bytes as u64))
+    }
+}
+
+impl std::fmt::Display for Cap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cap::Bytes(b) => write!(f, "{b} bytes"),
+            Cap::Percent(p) => write!(f, "{p}% of the file system"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let argv = std::iter::once("clean-airflow-logs")
+            .chain(args.iter().copied())
+            .map(Into::into);
+        from_env_and_args(argv, |k| env.get(k).cloned()).map_err(|e| match e {
+            Exit::Info(s) | Exit::Usage(s) => s,
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.directory, PathBuf::from("/usr/local/airflow/logs"));
+        assert_eq!(c.retention.min_age, 16 * 86_400);
+        assert_eq!(c.every, 900);
+        assert_eq!(c.pattern.to_str().unwrap(), "*.log");
+        assert!(!c.once && !c.dry_run && c.cap.is_none());
+    }
+
+    #[test]
+    fn environment_is_read_in_order() {
+        let c = parse(
+            &[],
+            &[
+                ("AIRFLOW_HOME", "/opt/af"),
+                ("AIRFLOW__LOG_RETENTION_DAYS", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.directory, PathBuf::from("/opt/af/logs"));
+        assert_eq!(c.retention.min_age, 4 * 86_400);
+        let both = [
+            ("ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS", "2"),
+            ("AIRFLOW__LOG_RETENTION_DAYS", "9"),
+        ];
+        assert_eq!(
+            parse(&[], &both).unwrap().retention.min_age,
+            3 * 86_400,
+            "Astronomer's variable wins"
+        );
+        let empty = [
+            ("ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS", ""),
+            ("AIRFLOW_HOME", " "),
+        ];
+        let c = parse(&[], &empty).unwrap();
+        assert_eq!(c.retention.min_age, 16 * 86_400, "empty counts as unset");
+        assert_eq!(c.directory, PathBuf::from("/usr/local/airflow/logs"));
+        let c = parse(&["--retention-days", "1"], &both).unwrap();
+        assert_eq!(
+            c.retention.min_age,
+            2 * 86_400,
+            "the flag wins over the environment"
+        );
+        assert_eq!(parse(&[], &[(FREQUENCY_VAR, "5")]).unwrap().every, 300);
+        assert_eq!(
+            parse(&["--every", "7"], &[(FREQUENCY_VAR, "5")])
+                .unwrap()
+                .every,
+            7
+        );
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = parse(
+            &[
+                "--once",
+                "--dry-run",
+                "--directory",
+                "/x",
+                "--retention-days",
+                "90m",
+                "--every",
+                "60",
+                "--max-size",
+                "2G",
+                "--pattern",
+                "*.txt",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(c.once && c.dry_run);
+        assert_eq!(c.directory, PathBuf::from("/x"));
+        assert_eq!(c.retention.min_age, 91 * 60);
+        assert_eq!(c.every, 60);
+        assert_eq!(c.cap, Some(Cap::Bytes(2 << 30)));
+        assert_eq!(c.pattern.to_str().unwrap(), "*.txt");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_value_on_one_line() {
+        for (args, flag, value) in [
+            (&["--retention-days", "x"][..], "--retention-days", "x"),
+            (&["--max-size", "12Q"], "--max-size", "12Q"),
+            (&["--every", "0"], "--every", "0"),
+            (&["--every", "1.5"], "--every", "1.5"),
+            (&["--pattern", "a/b"], "--pattern", "a/b"),
+            (&["--max-size", "101%"], "--max-size", "101%"),
+        ] {
+            let e = parse(args, &[]).unwrap_err();
+            assert!(e.contains(flag) && e.contains(&format!("'{value}'")), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let e = parse(
+            &[],
+            &[("ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS", "fifteen")],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS") && e.contains("'fifteen'"),
+            "{e}"
+        );
+        let e = parse(&[], &[(FREQUENCY_VAR, "0")]).unwrap_err();
+        assert!(e.contains(FREQUENCY_VAR), "{e}");
+        assert!(parse(&["--bogus"], &[]).unwrap_err().contains("--bogus"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Cap::parse("1000"), Ok(Cap::Bytes(1000)));
+        assert_eq!(Cap::parse("1K"), Ok(Cap::Bytes(1024)));
+        assert_eq!(Cap::parse("1kb"), Ok(Cap::Bytes(1000)));
+        assert_eq!(Cap::parse("1.5M"), Ok(Cap::Bytes(1_572_864)));
+        assert_eq!(Cap::parse("5GiB"), Ok(Cap::Bytes(5 << 30)));
+        assert_eq!(Cap::parse("2GB"), Ok(Cap::Bytes(2_000_000_000)));
+        assert_eq!(Cap::parse("1T"), Ok(Cap::Bytes(1 << 40)));
+        assert_eq!(Cap::parse("85%"), Ok(Cap::Percent(85.0)));
+        assert_eq!(Cap::parse("85.5%"), Ok(Cap::Percent(85.5)));
+        assert_eq!(Cap::parse("100%"), Ok(Cap::Percent(100.0)));
+        for bad in [
+            "",
+            "12Q",
+            "G",
+            "-5",
+            "0",
+            "0%",
+            "101%",
+            "%",
+            "1e9",
+            "x%",
+            "5 G",
+            "1..2K",
+            "99999999999T",
+        ] {
+            assert!(Cap::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
