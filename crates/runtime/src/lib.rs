@@ -1,1 +1,16 @@
 //! The runtime inside the images: init, privilege step-down, readiness and Airflow start-up.
+//!
+//! Both binaries (`entrypoint`, `tini`) are thin wrappers over these modules. Everything that talks to the
+//! kernel directly lives in `init` and `syscall`; the rest is plain, table-tested logic.
+
+pub mod airflow;
+pub mod entry;
+pub mod init;
+pub mod log;
+pub mod passwd;
+pub mod privilege;
+pub mod probe;
+pub mod syscall;
+pub mod tini_args;
+pub mod url;
+pub mod wait;

@@ -1,0 +1,412 @@
+//! `/entrypoint`: identity, start-up work, then the command (supervised when PID 1, exec'd otherwise).
+
+use crate::airflow;
+use crate::init::{self, Command, Config, Signals};
+use crate::passwd::{self, Account};
+use crate::privilege::{self, Plan};
+use crate::syscall::{Real, Syscall};
+use crate::url::{self, Parsed};
+use crate::wait::{self, Policy};
+use crate::{say, warn};
+use std::env;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// Exit status for bad input: malformed URL, invalid setting, no command, unknown user.
+pub const EXIT_CONFIG: i32 = 2;
+/// Exit status for a failed start-up (gave up waiting, privilege error).
+pub const EXIT_STARTUP: i32 = 1;
+
+fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Start-up ended early: print nothing more, exit with this status.
+struct Stop(i32);
+
+pub fn main() -> i32 {
+    crate::log::configure("entrypoint", 1);
+    // A setuid copy drops privileges before it looks at anything the caller controls.
+    let via_setuid = privilege::running_setuid(&Real);
+    if via_setuid {
+        if let Err(e) = setuid_step_down() {
+            say!("refusing to step down: {e}");
+            return EXIT_STARTUP;
+        }
+    }
+    let verbosity = var("TINI_VERBOSITY")
+        .map(|v| v.trim().parse().unwrap_or(1))
+        .unwrap_or(1);
+    crate::log::configure("entrypoint", verbosity);
+    let sigs = match Signals::take_over() {
+        Ok(s) => s,
+        Err(e) => {
+            say!("{e}");
+            return EXIT_STARTUP;
+        }
+    };
+    let argv: Vec<OsString> = env::args_os().skip(1).collect();
+    let cmd = match Command::new(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("{e} (usage: /entrypoint COMMAND [ARGS...])");
+            return EXIT_CONFIG;
+        }
+    };
+    if !via_setuid {
+        if let Err(Stop(code)) = establish_identity(&argv, &sigs) {
+            return code;
+        }
+    }
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Err(Stop(code)) = start_up(&words, &sigs) {
+        return code;
+    }
+    if init::is_pid1() {
+        let cfg = Config {
+            kill_process_group: env::var_os("TINI_KILL_PROCESS_GROUP").is_some(),
+            ..Config::default()
+        };
+        match init::spawn(&cmd, &sigs) {
+            Ok(child) => init::supervise(child, &cfg, &sigs),
+            Err(e) => {
+                say!("{e}");
+                EXIT_STARTUP
+            }
+        }
+    } else {
+        if let Err(e) = sigs.restore() {
+            say!("{e}");
+            return EXIT_STARTUP;
+        }
+        init::reset_sigpipe();
+        cmd.exec()
+    }
+}
+
+fn set_identity_env(acc: &Account) {
+    env::set_var("HOME", &acc.user.home);
+    env::set_var("USER", &acc.user.name);
+    env::set_var("LOGNAME", &acc.user.name);
+}
+
+/// The setuid copy's whole job before it becomes a normal entrypoint: drop to the fixed target.
+fn setuid_step_down() -> Result<(), privilege::Error> {
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| privilege::Error::Io("/proc/self/exe".into(), e))?;
+    let target = privilege::setuid_target(&exe)?;
+    let (users, groups) = passwd::load(Path::new(passwd::PASSWD), Path::new(passwd::GROUP))
+        .map_err(|e| privilege::Error::Io(passwd::PASSWD.into(), e))?;
+    let acc = privilege::resolve_unprivileged(&target, &users, &groups)?;
+    privilege::step_down(&Real, &acc)?;
+    set_identity_env(&acc);
+    env::remove_var(privilege::TRIED_ENV);
+    Ok(())
+}
+
+fn establish_identity(argv: &[OsString], sigs: &Signals) -> Result<(), Stop> {
+    let sys = Real;
+    let uid = sys.getuid();
+    let astronomer_uid = match var("ASTRONOMER_UID").map(|v| v.trim().parse::<u32>()) {
+        None => 50000,
+        Some(Ok(u)) => u,
+        Some(Err(_)) => {
+            say!("ASTRONOMER_UID must be a numeric uid");
+            return Err(Stop(EXIT_CONFIG));
+        }
+    };
+    let user = var("ASTRONOMER_USER").unwrap_or_else(|| "astro".into());
+    let copy = PathBuf::from(
+        var(privilege::STEPDOWN_ENV).unwrap_or_else(|| privilege::STEPDOWN_PATH.into()),
+    );
+    let executable = std::ffi::CString::new(copy.as_os_str().as_encoded_bytes())
+        .map(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0)
+        .unwrap_or(false);
+    let inputs = privilege::Inputs {
+        uid,
+        astronomer_uid,
+        astronomer_user: &user,
+        setuid_copy: executable.then_some(copy),
+        already_tried: env::var_os(privilege::TRIED_ENV).is_some(),
+    };
+    match privilege::plan(&inputs) {
+        Plan::Keep => Ok(()),
+        Plan::StepDown(spec) => {
+            let (users, groups) = passwd::load(Path::new(passwd::PASSWD), Path::new(passwd::GROUP))
+                .map_err(|e| {
+                    say!("cannot read {}: {e}", passwd::PASSWD);
+                    Stop(EXIT_STARTUP)
+                })?;
+            let Some(acc) = passwd::resolve(&spec, &users, &groups) else {
+                say!("ASTRONOMER_USER={spec}: no such user in {}", passwd::PASSWD);
+                return Err(Stop(EXIT_CONFIG));
+            };
+            privilege::step_down(&sys, &acc).map_err(|e| {
+                say!("cannot step down to {spec}: {e}");
+                Stop(EXIT_STARTUP)
+            })?;
+            set_identity_env(&acc);
+            Ok(())
+        }
+        Plan::ExecSetuid(path) => {
+            env::set_var(privilege::TRIED_ENV, "1");
+            let _ = sigs.restore();
+            let err = std::process::Command::new(&path)
+                .arg0("/entrypoint")
+                .args(argv)
+                .exec();
+            say!("cannot run the step-down program {}: {err}", path.display());
+            Err(Stop(EXIT_STARTUP))
+        }
+        Plan::Arbitrary => {
+            env::remove_var(privilege::TRIED_ENV);
+            make_usable(uid, sys.getgid(), astronomer_uid, &user);
+            Ok(())
+        }
+    }
+}
+
+fn writable_dir(p: &str) -> bool {
+    Path::new(p).is_dir()
+        && std::ffi::CString::new(p)
+            .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0)
+            .unwrap_or(false)
+}
+
+/// OpenShift-style arbitrary UID: keep it, give it a name and a writable HOME, warn once, never fail.
+fn make_usable(uid: u32, gid: u32, astronomer_uid: u32, astronomer_user: &str) {
+    let users = std::fs::read_to_string(passwd::PASSWD)
+        .map(|t| passwd::parse_passwd(&t))
+        .unwrap_or_default();
+    let fallback = var("AIRFLOW_HOME")
+        .filter(|h| writable_dir(h))
+        .unwrap_or_else(|| "/tmp".into());
+    let entry = passwd::by_uid(uid, &users).cloned();
+    let mut note = String::new();
+    let name = match &entry {
+        Some(u) => u.name.clone(),
+        None => {
+            let line = privilege::arbitrary_passwd_line(uid, gid, &fallback);
+            let appended = std::fs::OpenOptions::new()
+                .append(true)
+                .open(passwd::PASSWD)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+            note = if appended.is_ok() {
+                format!("; added astro-{uid} to {}", passwd::PASSWD)
+            } else {
+                format!("; no entry in {} (not writable)", passwd::PASSWD)
+            };
+            format!("astro-{uid}")
+        }
+    };
+    let home_now = var("HOME");
+    let home = match (&home_now, &entry) {
+        (Some(h), _) if writable_dir(h) => h.clone(),
+        (_, Some(u)) if writable_dir(&u.home) => u.home.clone(),
+        _ => fallback,
+    };
+    env::set_var("HOME", &home);
+    env::set_var("USER", &name);
+    env::set_var("LOGNAME", &name);
+    warn!(
+        "running as uid {uid}, which is neither root nor {astronomer_user} (ASTRONOMER_UID={astronomer_uid}); \
+         keeping it with HOME={home}{note}"
+    );
+}
+
+/// Run `sh -c <cmd>` for a `…_CMD` variable and take its stdout.
+fn run_cmd_var(name: &str, cmd: &str, sigs: &Signals) -> Result<String, Stop> {
+    let mut c = std::process::Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    let restore = |s: &Signals| s.restore();
+    // SAFETY: only async-signal-safe calls (sigprocmask, sigaction) run between fork and exec.
+    let sigs_ptr = sigs as *const Signals as usize;
+    unsafe {
+        c.pre_exec(move || restore(&*(sigs_ptr as *const Signals)));
+    }
+    match c.output() {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        Ok(o) => {
+            say!("{name} failed ({})", o.status);
+            Err(Stop(EXIT_STARTUP))
+        }
+        Err(e) => {
+            say!("{name}: cannot run /bin/sh: {e}");
+            Err(Stop(EXIT_STARTUP))
+        }
+    }
+}
+
+/// The first set variable among `names`, then their `_CMD` forms.
+fn connection(names: &[&str], sigs: &Signals) -> Result<Option<(String, String)>, Stop> {
+    for n in names {
+        if let Some(v) = var(n) {
+            return Ok(Some((n.to_string(), v)));
+        }
+    }
+    for n in names {
+        let c = format!("{n}_CMD");
+        if let Some(cmd) = var(&c) {
+            return Ok(Some((c.clone(), run_cmd_var(&c, &cmd, sigs)?)));
+        }
+    }
+    Ok(None)
+}
+
+fn wait_for(what: &str, names: &[&str], policy: &Policy, sigs: &Signals) -> Result<(), Stop> {
+    let Some((name, value)) = connection(names, sigs)? else {
+        return Ok(());
+    };
+    let targets = match url::parse(&value) {
+        Ok(Parsed::Local(_)) => return Ok(()),
+        Ok(Parsed::Targets(t)) => t,
+        Err(e) => {
+            say!("{name} is not a valid connection URL: {e}");
+            return Err(Stop(EXIT_CONFIG));
+        }
+    };
+    match wait::wait_for(
+        what,
+        &name,
+        &targets,
+        policy,
+        sigs,
+        &mut crate::probe::probe,
+    ) {
+        wait::Waited::Ready => Ok(()),
+        wait::Waited::GaveUp(line) => {
+            say!("{line}");
+            Err(Stop(EXIT_STARTUP))
+        }
+        wait::Waited::Interrupted(sig) => {
+            say!(
+                "{} while waiting for the {what}; stopping",
+                init::signal_name(sig)
+            );
+            Err(Stop(128 + sig))
+        }
+    }
+}
+
+/// Run one start-up command as a supervised child; any failure stops start-up.
+fn task(argv: &[String], label: &str, sigs: &Signals) -> Result<(), Stop> {
+    let os: Vec<OsString> = argv.iter().map(OsString::from).collect();
+    let cmd = Command::new(&os).map_err(|e| {
+        say!("{label}: {e}");
+        Stop(EXIT_CONFIG)
+    })?;
+    say!("running {label}");
+    let code = match init::spawn(&cmd, sigs) {
+        Ok(child) => init::supervise(child, &Config::default(), sigs),
+        Err(e) => {
+            say!("{label}: {e}");
+            EXIT_STARTUP
+        }
+    };
+    if code != 0 {
+        say!("{label} failed with exit status {code}; not starting the command (see its output above)");
+        return Err(Stop(code));
+    }
+    Ok(())
+}
+
+fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
+    if let Some(e) = airflow::executor_shim(
+        var("EXECUTOR").as_deref(),
+        var("AIRFLOW__CORE__EXECUTOR").as_deref(),
+    ) {
+        env::set_var("AIRFLOW__CORE__EXECUTOR", e);
+    }
+    let kind = airflow::classify(words);
+    let migrate = airflow::truthy(
+        var("_AIRFLOW_DB_MIGRATE")
+            .or_else(|| var("_AIRFLOW_DB_UPGRADE"))
+            .as_deref(),
+    );
+    let create_user = airflow::truthy(var("_AIRFLOW_WWW_USER_CREATE").as_deref());
+    let policy = Policy::from_env(
+        var("CONNECTION_CHECK_MAX_COUNT").as_deref(),
+        var("CONNECTION_CHECK_SLEEP_TIME").as_deref(),
+    )
+    .map_err(|e| {
+        say!("{e}");
+        Stop(EXIT_CONFIG)
+    })?;
+    if let Some(policy) = &policy {
+        if airflow::needs_db(&kind) || migrate || create_user {
+            wait_for(
+                "database",
+                &[
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                    "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
+                ],
+                policy,
+                sigs,
+            )?;
+        }
+        if airflow::needs_broker(&kind) {
+            wait_for("broker", &["AIRFLOW__CELERY__BROKER_URL"], policy, sigs)?;
+        }
+    }
+    if migrate {
+        task(
+            &["airflow".into(), "db".into(), "migrate".into()],
+            "airflow db migrate",
+            sigs,
+        )?;
+    }
+    if create_user {
+        let username = var("_AIRFLOW_WWW_USER_USERNAME").unwrap_or_else(|| "admin".into());
+        let password = match (
+            var("_AIRFLOW_WWW_USER_PASSWORD"),
+            var("_AIRFLOW_WWW_USER_PASSWORD_CMD"),
+        ) {
+            (Some(p), _) => p,
+            (None, Some(c)) => run_cmd_var("_AIRFLOW_WWW_USER_PASSWORD_CMD", &c, sigs)?,
+            (None, None) => {
+                say!("_AIRFLOW_WWW_USER_CREATE is set but neither _AIRFLOW_WWW_USER_PASSWORD nor _AIRFLOW_WWW_USER_PASSWORD_CMD is");
+                return Err(Stop(EXIT_CONFIG));
+            }
+        };
+        let field =
+            |n: &str, d: &str| var(&format!("_AIRFLOW_WWW_USER_{n}")).unwrap_or_else(|| d.into());
+        let argv: Vec<String> = vec![
+            "airflow".into(),
+            "users".into(),
+            "create".into(),
+            "--username".into(),
+            username.clone(),
+            "--firstname".into(),
+            field("FIRSTNAME", "Airflow"),
+            "--lastname".into(),
+            field("LASTNAME", "Admin"),
+            "--email".into(),
+            field("EMAIL", "airflowadmin@example.com"),
+            "--role".into(),
+            field("ROLE", "Admin"),
+            "--password".into(),
+            password,
+        ];
+        task(
+            &argv,
+            &format!("airflow users create --username {username} (password not shown)"),
+            sigs,
+        )?;
+    }
+    if airflow::is_webserver(&kind) {
+        task(
+            &["airflow".into(), "sync-perm".into()],
+            "airflow sync-perm",
+            sigs,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,429 @@
+//! The PID-1 supervisor shared by `tini` and `/entrypoint`, modelled on tini: block every catchable signal,
+//! wait for them with `sigtimedwait` (so no handler, no self-pipe, no busy loop), forward each to the child,
+//! reap every zombie, exit with the child's status.
+//!
+//! The child is created with a raw `fork` + `execvp` on purpose: `std::process::Command` resets the signal mask
+//! to empty, and we must hand the child the mask and SIGTTIN/SIGTTOU dispositions *we* were started with.
+
+use crate::{debug, fatal, info, trace, warn};
+use std::ffi::{CString, OsString};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+/// Signals that are never blocked: they report faults in this process itself (and job control, which tini
+/// handles by ignoring instead).
+const UNBLOCKED: &[libc::c_int] = &[
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGABRT,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+];
+
+/// How the init was configured (tini's flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub subreaper: bool,
+    pub kill_process_group: bool,
+    pub parent_death_signal: Option<libc::c_int>,
+    pub warn_on_reap: bool,
+    /// Exit codes remapped to 0 (`-e`).
+    pub expect: Vec<u8>,
+}
+
+/// The signal state we started with (handed back to children) and the set we wait on.
+pub struct Signals {
+    waited: libc::sigset_t,
+    original_mask: libc::sigset_t,
+    ttin: libc::sigaction,
+    ttou: libc::sigaction,
+}
+
+fn os_err(what: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+impl Signals {
+    /// Block all catchable signals (remembering the original mask) and ignore SIGTTIN/SIGTTOU, so that
+    /// `tcsetpgrp` from a background group does not stop us.
+    pub fn take_over() -> io::Result<Signals> {
+        unsafe {
+            let mut waited = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+            let mut original_mask = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+            libc::sigfillset(&mut waited);
+            for &s in UNBLOCKED {
+                libc::sigdelset(&mut waited, s);
+            }
+            if libc::sigprocmask(libc::SIG_SETMASK, &waited, &mut original_mask) != 0 {
+                return Err(os_err("sigprocmask"));
+            }
+            let mut ign: libc::sigaction = MaybeUninit::zeroed().assume_init();
+            ign.sa_sigaction = libc::SIG_IGN;
+            let mut ttin: libc::sigaction = MaybeUninit::zeroed().assume_init();
+            let mut ttou: libc::sigaction = MaybeUninit::zeroed().assume_init();
+            if libc::sigaction(libc::SIGTTIN, &ign, &mut ttin) != 0
+                || libc::sigaction(libc::SIGTTOU, &ign, &mut ttou) != 0
+            {
+                return Err(os_err("sigaction"));
+            }
+            Ok(Signals {
+                waited,
+                original_mask,
+                ttin,
+                ttou,
+            })
+        }
+    }
+
+    /// Undo [`Signals::take_over`] (in a child before exec, or before the entrypoint execs its command).
+    pub fn restore(&self) -> io::Result<()> {
+        unsafe {
+            if libc::sigprocmask(libc::SIG_SETMASK, &self.original_mask, std::ptr::null_mut()) != 0
+            {
+                return Err(os_err("sigprocmask"));
+            }
+            if libc::sigaction(libc::SIGTTIN, &self.ttin, std::ptr::null_mut()) != 0
+                || libc::sigaction(libc::SIGTTOU, &self.ttou, std::ptr::null_mut()) != 0
+            {
+                return Err(os_err("sigaction"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait up to `timeout` for one blocked signal; `None` on timeout.
+    pub fn wait(&self, timeout: Duration) -> Option<libc::c_int> {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        let sig = unsafe { libc::sigtimedwait(&self.waited, info.as_mut_ptr(), &ts) };
+        (sig > 0).then_some(sig)
+    }
+}
+
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// tini's reaper check: warn when orphans will not be re-parented to us.
+pub fn reaper_check() {
+    if is_pid1() {
+        return;
+    }
+    let mut bit: libc::c_int = 0;
+    if unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut bit as *mut libc::c_int) } != 0 {
+        debug!(
+            "Failed to read child subreaper attribute: {}",
+            io::Error::last_os_error()
+        );
+    } else if bit == 1 {
+        return;
+    }
+    warn!(
+        "{} is not running as PID 1 and isn't registered as a child subreaper.\n\
+         Zombie processes will not be re-parented to {}, so zombie reaping won't work.\n\
+         To fix the problem, use the -s option or set the environment variable TINI_SUBREAPER to register {} as a \
+         child subreaper, or run {} as PID 1.",
+        title(),
+        title(),
+        title(),
+        title()
+    );
+}
+
+fn title() -> String {
+    let n = crate::log::name();
+    let mut c = n.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// Apply `-s` and `-p`.
+pub fn apply(cfg: &Config) -> Result<(), String> {
+    if cfg.subreaper
+        && unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } != 0
+    {
+        let e = io::Error::last_os_error();
+        return Err(if e.raw_os_error() == Some(libc::EINVAL) {
+            "PR_SET_CHILD_SUBREAPER is unavailable on this platform. Are you using Linux >= 3.4?"
+                .into()
+        } else {
+            format!("Failed to register as child subreaper: {e}")
+        });
+    }
+    if let Some(sig) = cfg.parent_death_signal {
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
+            return Err(format!(
+                "Failed to set up parent death signal: {}",
+                io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A command ready for `execvp` (converted before fork, so the child allocates nothing it does not have to).
+pub struct Command {
+    args: Vec<CString>,
+}
+
+impl Command {
+    pub fn new(argv: &[OsString]) -> Result<Command, String> {
+        if argv.is_empty() {
+            return Err("no command given".into());
+        }
+        let args = argv
+            .iter()
+            .map(|a| {
+                CString::new(a.as_bytes()).map_err(|_| "argument contains a NUL byte".to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Command { args })
+    }
+
+    pub fn program(&self) -> String {
+        self.args[0].to_string_lossy().into_owned()
+    }
+
+    /// `execvp`; only returns on failure, with tini's exit status for it (127 not found, 126 not executable).
+    pub fn exec(&self) -> i32 {
+        let mut ptrs: Vec<*const libc::c_char> = self.args.iter().map(|a| a.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
+        let e = io::Error::last_os_error();
+        let status = match e.raw_os_error() {
+            Some(libc::ENOENT) => 127,
+            Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
+                126
+            }
+            _ => 1,
+        };
+        fatal!("exec {} failed: {}", self.program(), strerror(&e));
+        status
+    }
+}
+
+/// The C library's message for an error, without Rust's " (os error N)" suffix (tini's wording).
+pub fn strerror(e: &io::Error) -> String {
+    let s = e.to_string();
+    s.split(" (os error").next().unwrap_or(&s).to_string()
+}
+
+/// fork; in the child: own process group, terminal foreground if any, original signals, exec.
+pub fn spawn(cmd: &Command, sigs: &Signals) -> io::Result<libc::pid_t> {
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(os_err("fork failed"));
+    }
+    if pid > 0 {
+        return Ok(pid);
+    }
+    // Child. Every failure path ends in _exit so we never return into the parent's logic.
+    unsafe {
+        if libc::setpgid(0, 0) < 0 {
+            fatal!("setpgid failed: {}", io::Error::last_os_error());
+            libc::_exit(1);
+        }
+        if libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp()) != 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOTTY) | Some(libc::ENXIO) | Some(libc::EBADF) => {
+                    debug!("tcsetpgrp failed: no tty (ok to proceed)")
+                }
+                _ => {
+                    fatal!("tcsetpgrp failed: {e}");
+                    libc::_exit(1);
+                }
+            }
+        }
+        if let Err(e) = sigs.restore() {
+            fatal!("{e}");
+            libc::_exit(1);
+        }
+        // Rust's runtime ignores SIGPIPE for itself; a child expects the default.
+        reset_sigpipe();
+        let status = cmd.exec();
+        libc::_exit(status);
+    }
+}
+
+/// Give SIGPIPE back its default disposition (std::process::Command does the same for its children).
+pub fn reset_sigpipe() {
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// Status as a shell would report it: code, or 128+N for a signal.
+pub fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        1
+    }
+}
+
+/// Reap every zombie there is; returns the main child's exit code once it is among them.
+pub fn reap(child: libc::pid_t, cfg: &Config) -> Option<i32> {
+    let mut result = None;
+    loop {
+        let mut status = 0;
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            // 0: children remain but none exited; -1/ECHILD: no children at all.
+            break;
+        }
+        if pid == child {
+            let mut code = exit_code(status);
+            if libc::WIFSIGNALED(status) {
+                info!(
+                    "Main child exited with signal (with signal '{}')",
+                    signal_name(libc::WTERMSIG(status))
+                );
+            } else {
+                info!("Main child exited normally (with status '{code}')");
+            }
+            code %= 256;
+            if cfg.expect.contains(&(code as u8)) {
+                code = 0;
+            }
+            result = Some(code);
+        } else if cfg.warn_on_reap {
+            warn!("Reaped zombie process with pid={pid}");
+        } else {
+            debug!("Reaped zombie process with pid={pid}");
+        }
+    }
+    result
+}
+
+/// Forward `sig` to the child (or its group). Returns false if the child was gone.
+pub fn forward(sig: libc::c_int, child: libc::pid_t, group: bool) -> bool {
+    let target = if group { -child } else { child };
+    if unsafe { libc::kill(target, sig) } != 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            warn!("Child was dead when forwarding signal");
+            return false;
+        }
+        fatal!(
+            "Unexpected error when forwarding signal: {}",
+            io::Error::last_os_error()
+        );
+    } else {
+        debug!("Passed on signal: '{}'", signal_name(sig));
+    }
+    true
+}
+
+/// tini's main loop: wake at least once a second, forward, reap, return the child's (remapped) exit code.
+pub fn supervise(child: libc::pid_t, cfg: &Config, sigs: &Signals) -> i32 {
+    loop {
+        match sigs.wait(Duration::from_secs(1)) {
+            Some(libc::SIGCHLD) => trace!("Received SIGCHLD"),
+            Some(sig) => {
+                forward(sig, child, cfg.kill_process_group);
+            }
+            None => {}
+        }
+        if let Some(code) = reap(child, cfg) {
+            trace!("Exiting: child has exited");
+            return code;
+        }
+    }
+}
+
+const NAMES: &[(&str, libc::c_int)] = &[
+    ("SIGHUP", libc::SIGHUP),
+    ("SIGINT", libc::SIGINT),
+    ("SIGQUIT", libc::SIGQUIT),
+    ("SIGILL", libc::SIGILL),
+    ("SIGTRAP", libc::SIGTRAP),
+    ("SIGABRT", libc::SIGABRT),
+    ("SIGIOT", libc::SIGIOT),
+    ("SIGBUS", libc::SIGBUS),
+    ("SIGFPE", libc::SIGFPE),
+    ("SIGKILL", libc::SIGKILL),
+    ("SIGUSR1", libc::SIGUSR1),
+    ("SIGSEGV", libc::SIGSEGV),
+    ("SIGUSR2", libc::SIGUSR2),
+    ("SIGPIPE", libc::SIGPIPE),
+    ("SIGALRM", libc::SIGALRM),
+    ("SIGTERM", libc::SIGTERM),
+    ("SIGSTKFLT", libc::SIGSTKFLT),
+    ("SIGCHLD", libc::SIGCHLD),
+    ("SIGCONT", libc::SIGCONT),
+    ("SIGSTOP", libc::SIGSTOP),
+    ("SIGTSTP", libc::SIGTSTP),
+    ("SIGTTIN", libc::SIGTTIN),
+    ("SIGTTOU", libc::SIGTTOU),
+    ("SIGURG", libc::SIGURG),
+    ("SIGXCPU", libc::SIGXCPU),
+    ("SIGXFSZ", libc::SIGXFSZ),
+    ("SIGVTALRM", libc::SIGVTALRM),
+    ("SIGPROF", libc::SIGPROF),
+    ("SIGWINCH", libc::SIGWINCH),
+    ("SIGIO", libc::SIGIO),
+    ("SIGPWR", libc::SIGPWR),
+    ("SIGSYS", libc::SIGSYS),
+];
+
+/// `SIGTERM`, `TERM`, or a number (tini accepts the `SIG…` names; the rest is leniency).
+pub fn parse_signal(s: &str) -> Option<libc::c_int> {
+    if let Ok(n) = s.parse::<libc::c_int>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let full = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    NAMES.iter().find(|(n, _)| *n == full).map(|&(_, s)| s)
+}
+
+pub fn signal_name(sig: libc::c_int) -> String {
+    NAMES
+        .iter()
+        .find(|(_, s)| *s == sig)
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| format!("signal {sig}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name() {
+        for (s, want) in [
+            ("SIGKILL", Some(9)),
+            ("KILL", Some(9)),
+            ("sigterm", Some(15)),
+            ("10", Some(10)),
+            ("0", None),
+            ("65", None),
+            ("SIGNOPE", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_signal(s), want, "{s}");
+        }
+        assert_eq!(signal_name(15), "SIGTERM");
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(9), 137);
+        assert_eq!(exit_code(15), 143);
+    }
+}

@@ -1,0 +1,288 @@
+//! "Is the server ready?" — one short, protocol-level question per attempt.
+//!
+//! An open port is not readiness: PostgreSQL accepts connections long before it accepts sessions. So each
+//! protocol gets the cheapest exchange that proves the server itself is answering.
+
+use crate::url::{Endpoint, Protocol, Target};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// Short on purpose: a probe must never hold up the wait loop's signal handling for long.
+pub const TIMEOUT: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ready,
+    /// Reachable or not, not ready yet; the reason is safe to print.
+    NotReady(String),
+}
+
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
+fn connect(ep: &Endpoint) -> Result<Box<dyn Conn>, String> {
+    match ep {
+        Endpoint::Tcp { host, port } => {
+            let addrs: Vec<SocketAddr> = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve {host}: {}", short(&e)))?
+                .collect();
+            let mut last = String::from("no address");
+            for a in addrs {
+                match TcpStream::connect_timeout(&a, TIMEOUT) {
+                    Ok(s) => {
+                        let _ = s.set_read_timeout(Some(TIMEOUT));
+                        let _ = s.set_write_timeout(Some(TIMEOUT));
+                        let _ = s.set_nodelay(true);
+                        return Ok(Box::new(s));
+                    }
+                    Err(e) => last = short(&e),
+                }
+            }
+            Err(last)
+        }
+        Endpoint::Unix(p) => {
+            let s = UnixStream::connect(p).map_err(|e| short(&e))?;
+            let _ = s.set_read_timeout(Some(TIMEOUT));
+            let _ = s.set_write_timeout(Some(TIMEOUT));
+            Ok(Box::new(s))
+        }
+    }
+}
+
+fn short(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".into(),
+        io::ErrorKind::NotFound => "no such socket".into(),
+        io::ErrorKind::UnexpectedEof => "connection closed".into(),
+        _ => {
+            let s = e.to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+        }
+    }
+}
+
+pub fn probe(t: &Target) -> Outcome {
+    let mut c = match connect(&t.endpoint) {
+        Ok(c) => c,
+        Err(e) => return Outcome::NotReady(e),
+    };
+    let r = match t.protocol {
+        Protocol::Tcp => Ok(Outcome::Ready),
+        Protocol::Postgres => postgres(&mut c, t),
+        Protocol::Mysql => mysql(&mut c),
+        Protocol::Redis => redis(&mut c),
+        Protocol::Amqp => amqp(&mut c),
+    };
+    r.unwrap_or_else(|e| Outcome::NotReady(short(&e)))
+}
+
+/// The v3 StartupMessage. Any reply means a backend got as far as authentication (ready), except SQLSTATE
+/// 57P03 "cannot connect now" (starting up, shutting down, in recovery with hot standby off).
+pub fn postgres_startup(user: &str, database: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608u32.to_be_bytes());
+    for (k, v) in [("user", user), ("database", database)] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    msg.extend(body);
+    msg
+}
+
+/// Classify the server's first reply to a StartupMessage.
+pub fn postgres_reply(reply: &[u8]) -> Outcome {
+    match reply.first() {
+        Some(b'R') | Some(b'N') | Some(b'S') | Some(b'K') | Some(b'Z') => Outcome::Ready,
+        Some(b'E') => {
+            // Error fields follow the 5-byte header: a type byte then a NUL-terminated string, repeated.
+            let fields = reply.get(5..).unwrap_or(&[]);
+            let code = fields
+                .split(|&b| b == 0)
+                .find(|f| f.first() == Some(&b'C'))
+                .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
+            match code.as_deref() {
+                Some("57P03") => {
+                    Outcome::NotReady("the database system is starting up (57P03)".into())
+                }
+                // Protocol v2 servers and truncated replies still prove a server is answering.
+                _ => Outcome::Ready,
+            }
+        }
+        Some(_) => Outcome::Ready,
+        None => Outcome::NotReady("connection closed".into()),
+    }
+}
+
+fn read_some(c: &mut dyn Conn, buf: &mut [u8], want: usize) -> io::Result<usize> {
+    let mut n = 0;
+    while n < want.min(buf.len()) {
+        match c.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+        if n >= 5 && buf[0] == b'E' {
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize + 1;
+            if n >= len.min(buf.len()) {
+                break;
+            }
+        } else if n >= 1 && buf[0] != b'E' {
+            break;
+        }
+    }
+    Ok(n)
+}
+
+fn postgres(c: &mut Box<dyn Conn>, t: &Target) -> io::Result<Outcome> {
+    let user = t.user.as_deref().unwrap_or("postgres");
+    let db = t.database.as_deref().unwrap_or(user);
+    c.write_all(&postgres_startup(user, db))?;
+    let mut buf = [0u8; 1024];
+    let n = read_some(c.as_mut(), &mut buf, 1024)?;
+    let out = postgres_reply(&buf[..n]);
+    // A polite Terminate so a trust-auth server does not log an unexpected EOF.
+    let _ = c.write_all(&[b'X', 0, 0, 0, 4]);
+    Ok(out)
+}
+
+/// MySQL speaks first: a packet whose payload starts with protocol version 10 (or an error packet such as
+/// "too many connections", which still proves the server is up).
+pub fn mysql_greeting(buf: &[u8]) -> Outcome {
+    match buf.get(4) {
+        Some(10) | Some(0xff) => Outcome::Ready,
+        Some(_) => Outcome::NotReady("unexpected MySQL greeting".into()),
+        None => Outcome::NotReady("connection closed".into()),
+    }
+}
+
+fn mysql(c: &mut Box<dyn Conn>) -> io::Result<Outcome> {
+    let mut buf = [0u8; 5];
+    let mut n = 0;
+    while n < 5 {
+        match c.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(mysql_greeting(&buf[..n]))
+}
+
+/// Redis PING: `+PONG`, or an error such as `-NOAUTH`/`-ERR`/`-WRONGPASS` (the server is answering) is up;
+/// `-LOADING` (dataset still loading) and `-BUSY` are not.
+pub fn redis_reply(line: &[u8]) -> Outcome {
+    let s = String::from_utf8_lossy(line);
+    if s.starts_with("-LOADING") || s.starts_with("-BUSY") {
+        Outcome::NotReady(format!(
+            "redis answered {}",
+            s.split_whitespace().next().unwrap_or("")
+        ))
+    } else if s.starts_with('+') || s.starts_with('-') {
+        Outcome::Ready
+    } else if s.is_empty() {
+        Outcome::NotReady("connection closed".into())
+    } else {
+        Outcome::NotReady("unexpected reply to PING".into())
+    }
+}
+
+fn redis(c: &mut Box<dyn Conn>) -> io::Result<Outcome> {
+    c.write_all(b"PING\r\n")?;
+    let mut buf = [0u8; 256];
+    let mut n = 0;
+    while n < buf.len() && !buf[..n].contains(&b'\n') {
+        match c.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(redis_reply(&buf[..n]))
+}
+
+/// AMQP 0-9-1: after our protocol header the broker sends Connection.Start (a method frame, type 1) or, if it
+/// dislikes the version, its own protocol header. Either way a broker is answering.
+pub fn amqp_reply(buf: &[u8]) -> Outcome {
+    if buf.first() == Some(&1) || buf.starts_with(b"AMQP") {
+        Outcome::Ready
+    } else if buf.is_empty() {
+        Outcome::NotReady("connection closed".into())
+    } else {
+        Outcome::NotReady("unexpected AMQP reply".into())
+    }
+}
+
+fn amqp(c: &mut Box<dyn Conn>) -> io::Result<Outcome> {
+    c.write_all(b"AMQP\x00\x00\x09\x01")?;
+    let mut buf = [0u8; 8];
+    let n = c.read(&mut buf)?;
+    Ok(amqp_reply(&buf[..n]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: &str) -> Vec<u8> {
+        let mut fields = b"SFATAL\0".to_vec();
+        fields.extend(format!("C{code}\0Msystem says no\0\0").bytes());
+        let mut m = vec![b'E'];
+        m.extend(((fields.len() + 4) as u32).to_be_bytes());
+        m.extend(fields);
+        m
+    }
+
+    #[test]
+    fn postgres_replies() {
+        let cases: Vec<(Vec<u8>, bool)> = vec![
+            (vec![b'R', 0, 0, 0, 12, 0, 0, 0, 5], true),
+            (err("57P03"), false),
+            (err("28P01"), true),
+            (err("3D000"), true),
+            (err("53300"), true),
+            (b"E".to_vec(), true),
+            (vec![], false),
+        ];
+        for (reply, ready) in cases {
+            assert_eq!(postgres_reply(&reply) == Outcome::Ready, ready, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn postgres_startup_layout() {
+        let m = postgres_startup("u", "d");
+        assert_eq!(
+            u32::from_be_bytes([m[0], m[1], m[2], m[3]]) as usize,
+            m.len()
+        );
+        assert_eq!(&m[4..8], &[0, 3, 0, 0]);
+        assert!(m.ends_with(b"user\0u\0database\0d\0\0"));
+    }
+
+    #[test]
+    fn other_replies() {
+        assert_eq!(redis_reply(b"+PONG\r\n"), Outcome::Ready);
+        assert_eq!(
+            redis_reply(b"-NOAUTH Authentication required.\r\n"),
+            Outcome::Ready
+        );
+        assert_eq!(redis_reply(b"-ERR unknown\r\n"), Outcome::Ready);
+        assert!(matches!(
+            redis_reply(b"-LOADING Redis is loading\r\n"),
+            Outcome::NotReady(_)
+        ));
+        assert!(matches!(redis_reply(b""), Outcome::NotReady(_)));
+        assert!(matches!(redis_reply(b"HTTP/1.1"), Outcome::NotReady(_)));
+        assert_eq!(mysql_greeting(&[74, 0, 0, 0, 10]), Outcome::Ready);
+        assert_eq!(mysql_greeting(&[23, 0, 0, 0, 0xff]), Outcome::Ready);
+        assert!(matches!(mysql_greeting(&[1, 0]), Outcome::NotReady(_)));
+        assert_eq!(amqp_reply(&[1, 0, 0, 0, 0, 1, 0xf4, 0]), Outcome::Ready);
+        assert_eq!(amqp_reply(b"AMQP\x00\x00\x09\x01"), Outcome::Ready);
+        assert!(matches!(amqp_reply(b""), Outcome::NotReady(_)));
+    }
+}
