@@ -1,0 +1,264 @@
+//! Waiting for real PostgreSQL and Redis servers on free loopback ports.
+
+use crate::require_root;
+use crate::util::*;
+use airflow_runtime::probe::{probe, Outcome};
+use airflow_runtime::url::{parse, Parsed, Target};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(20);
+/// The goal is 0.5 s; the margin covers forking the stub on a loaded two-core machine.
+const NOTICE: Duration = Duration::from_millis(500);
+
+fn target(url: &str) -> Target {
+    match parse(url).unwrap() {
+        Parsed::Targets(t) => t[0].clone(),
+        Parsed::Local(_) => panic!("local"),
+    }
+}
+
+/// Poll the server ourselves until it is ready; returns when that happened.
+fn ready_at(url: &str) -> Instant {
+    let t = target(url);
+    poll("server ready", T, || {
+        (probe(&t) == Outcome::Ready).then(Instant::now)
+    })
+}
+
+/// The entrypoint proceeds (runs the stub) within NOTICE of the server becoming ready.
+fn proceeds_promptly(p: &mut Proc, stub: &Stub, ready: Instant) {
+    poll("the command to start", T, || {
+        (!stub.calls().is_empty()).then_some(())
+    });
+    let late = ready.elapsed();
+    assert!(
+        late <= NOTICE + Duration::from_millis(100),
+        "noticed {late:?} after the server was ready"
+    );
+    assert_eq!(code(p.wait(T)), 0, "{}", p.stderr());
+}
+
+#[test]
+fn waits_for_postgres_then_proceeds() {
+    require_root!();
+    let port = free_port();
+    let url = format!("postgresql+psycopg2://airflow:pa%40ss@wd@127.0.0.1:{port}/airflow");
+    let mut pg = Postgres::init(port);
+    let stub = Stub::new();
+    let mut p = Proc::spawn({
+        let mut c = stub.entrypoint(&["airflow", "scheduler"]);
+        c.env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", &url);
+        c
+    });
+    p.wait_stderr(
+        &format!(
+            "waiting for the database at 127.0.0.1:{port} (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)"
+        ),
+        T,
+    );
+    assert!(
+        p.running() && stub.calls().is_empty(),
+        "proceeded with the database down"
+    );
+    pg.start();
+    let ready = ready_at(&url);
+    proceeds_promptly(&mut p, &stub, ready);
+    assert_eq!(stub.calls(), ["scheduler|"]);
+    let err = p.stderr();
+    assert!(
+        err.contains(&format!("database postgresql at 127.0.0.1:{port} is ready")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("pa%40ss") && !err.contains("wd@") && !err.contains("airflow:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn waits_while_postgres_is_starting_up() {
+    require_root!();
+    let port = free_port();
+    let url = format!("postgresql://postgres@127.0.0.1:{port}/postgres");
+    let mut pg = Postgres::init(port);
+    pg.as_standby();
+    pg.start();
+    // The port is open and the server answers, but with 57P03: not ready.
+    let t = target(&url);
+    poll("the standby to answer 57P03", T, || match probe(&t) {
+        Outcome::NotReady(r) if r.contains("57P03") => Some(()),
+        _ => None,
+    });
+    let stub = Stub::new();
+    let mut p = Proc::spawn({
+        let mut c = stub.entrypoint(&["airflow", "webserver"]);
+        c.env("AIRFLOW__CORE__SQL_ALCHEMY_CONN", &url);
+        c
+    });
+    p.wait_stderr("starting up (57P03)", T);
+    assert!(
+        p.running() && stub.calls().is_empty(),
+        "proceeded while PostgreSQL was starting up"
+    );
+    pg.promote();
+    let ready = ready_at(&url);
+    proceeds_promptly(&mut p, &stub, ready);
+    assert_eq!(stub.calls(), ["sync-perm|", "webserver|"]);
+}
+
+#[test]
+fn gives_up_after_max_count() {
+    let port = free_port();
+    let stub = Stub::new();
+    let start = Instant::now();
+    let out = stub
+        .entrypoint(&["airflow", "db", "check"])
+        .env(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            format!("postgresql://u:hunter2@127.0.0.1:{port}/x"),
+        )
+        .env("CONNECTION_CHECK_MAX_COUNT", "3")
+        .env("CONNECTION_CHECK_SLEEP_TIME", "0.1")
+        .output()
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 1, "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "entrypoint: gave up waiting for the database at 127.0.0.1:{port} (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN) after 3 attempts"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(stub.calls().is_empty());
+}
+
+#[test]
+fn max_count_zero_disables_waiting() {
+    let stub = Stub::new();
+    let out = stub
+        .entrypoint(&["airflow", "scheduler"])
+        .env(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            format!("postgresql://127.0.0.1:{}/x", free_port()),
+        )
+        .env("CONNECTION_CHECK_MAX_COUNT", "0")
+        .output()
+        .unwrap();
+    assert_eq!(code(out.status), 0);
+    assert_eq!(stub.calls(), ["scheduler|"]);
+}
+
+#[test]
+fn sigterm_ends_the_wait_promptly() {
+    let port = free_port();
+    let stub = Stub::new();
+    let mut cmds = vec![("exec", stub.entrypoint(&["airflow", "scheduler"]))];
+    if is_root() {
+        let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
+        c.env_clear()
+            .env("PATH", stub.path())
+            .env("ASTRONOMER_USER", "root");
+        cmds.push(("pid1", c));
+    }
+    for (mode, mut c) in cmds {
+        c.env(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            format!("postgresql://127.0.0.1:{port}/x"),
+        );
+        let mut p = Proc::spawn(c);
+        p.wait_stderr("waiting for the database", T);
+        let target = if mode == "pid1" { p.ns_init() } else { p.pid() };
+        let sent = Instant::now();
+        kill(target, libc::SIGTERM);
+        let status = p.wait(T);
+        assert!(
+            sent.elapsed() < Duration::from_millis(1500),
+            "{mode}: took {:?}",
+            sent.elapsed()
+        );
+        assert_eq!(code(status), 143, "{mode}: {}", p.stderr());
+        assert!(p
+            .stderr()
+            .contains("SIGTERM while waiting for the database"));
+    }
+}
+
+#[test]
+fn celery_worker_waits_for_redis_broker() {
+    let port = free_port();
+    let url = format!("redis://:s3cret@127.0.0.1:{port}/0");
+    let stub = Stub::new();
+    let mut p = Proc::spawn({
+        let mut c = stub.entrypoint(&["airflow", "celery", "worker"]);
+        c.env(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            "sqlite:////tmp/airflow.db",
+        )
+        .env("AIRFLOW__CELERY__BROKER_URL", &url)
+        .env("EXECUTOR", "Celery");
+        c
+    });
+    p.wait_stderr(
+        &format!("waiting for the broker at 127.0.0.1:{port} (AIRFLOW__CELERY__BROKER_URL)"),
+        T,
+    );
+    assert!(
+        p.running() && stub.calls().is_empty(),
+        "worker started with the broker down"
+    );
+    let _redis = Redis::start(port);
+    let ready = ready_at(&url);
+    proceeds_promptly(&mut p, &stub, ready);
+    assert_eq!(stub.calls(), ["celery worker|CeleryExecutor"]);
+    assert!(!p.stderr().contains("s3cret"));
+}
+
+#[test]
+fn broker_failover_list_any_one_is_enough() {
+    let (down, up) = (free_port(), free_port());
+    let _redis = Redis::start(up);
+    ready_at(&format!("redis://127.0.0.1:{up}"));
+    let stub = Stub::new();
+    let out = stub
+        .entrypoint(&["airflow", "celery", "flower"])
+        .env(
+            "AIRFLOW__CELERY__BROKER_URL",
+            format!("redis://127.0.0.1:{down}/0;redis://127.0.0.1:{up}/0"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stub.calls(), ["celery flower|"]);
+}
+
+#[test]
+fn db_url_from_cmd_variant() {
+    let port = free_port();
+    let _redis = Redis::start(port);
+    ready_at(&format!("redis://127.0.0.1:{port}"));
+    let stub = Stub::new();
+    // Any protocol answers the question "is it up"; a redis URL as the "database" keeps this test root-free.
+    let out = stub
+        .entrypoint(&["airflow", "triggerer"])
+        .env(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+            format!("echo redis://127.0.0.1:{port}"),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 0, "{err}");
+    assert!(
+        err.contains("(AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"),
+        "{err}"
+    );
+    assert_eq!(stub.calls(), ["triggerer|"]);
+}

@@ -1,0 +1,229 @@
+//! Start-up work with a stub `airflow` on PATH: which Airflow commands run, in which order, and failures.
+
+use crate::util::*;
+
+fn run(stub: &Stub, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut c = stub.entrypoint(args);
+    c.envs(env.iter().copied());
+    let out = c.output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (code(out.status), text)
+}
+
+#[test]
+fn webserver_syncs_permissions_first() {
+    for args in [
+        &["airflow", "webserver"][..],
+        &["bash", "-c", "exec airflow webserver -p 8080"],
+    ] {
+        let stub = Stub::new();
+        let (rc, out) = run(&stub, args, &[]);
+        assert_eq!(rc, 0, "{out}");
+        let want = if args[0] == "bash" {
+            "webserver -p 8080|"
+        } else {
+            "webserver|"
+        };
+        assert_eq!(stub.calls(), ["sync-perm|", want], "{args:?}");
+    }
+}
+
+#[test]
+fn start_up_tasks_in_order_and_password_never_shown() {
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "webserver"],
+        &[
+            ("_AIRFLOW_DB_MIGRATE", "true"),
+            ("_AIRFLOW_WWW_USER_CREATE", "true"),
+            ("_AIRFLOW_WWW_USER_PASSWORD", "Sup3rS3cret"),
+        ],
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(
+        stub.calls(),
+        [
+            "db migrate|",
+            "users create --username admin --firstname Airflow --lastname Admin --email airflowadmin@example.com \
+             --role Admin --password Sup3rS3cret|",
+            "sync-perm|",
+            "webserver|"
+        ]
+    );
+    assert!(!out.contains("Sup3rS3cret"), "{out}");
+}
+
+#[test]
+fn user_password_from_cmd() {
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "scheduler"],
+        &[
+            ("_AIRFLOW_WWW_USER_CREATE", "true"),
+            ("_AIRFLOW_WWW_USER_USERNAME", "ops"),
+            ("_AIRFLOW_WWW_USER_PASSWORD_CMD", "echo fr0mCmd"),
+        ],
+    );
+    assert_eq!(rc, 0, "{out}");
+    let calls = stub.calls();
+    assert!(
+        calls[0].starts_with("users create --username ops ")
+            && calls[0].contains("--password fr0mCmd|")
+    );
+    assert_eq!(calls[1], "scheduler|");
+    assert!(!out.contains("fr0mCmd"));
+}
+
+#[test]
+fn user_create_without_password_stops() {
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "webserver"],
+        &[("_AIRFLOW_WWW_USER_CREATE", "true")],
+    );
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.contains("_AIRFLOW_WWW_USER_PASSWORD"), "{out}");
+    assert!(stub.calls().is_empty());
+}
+
+#[test]
+fn a_failing_start_up_command_stops_start_up() {
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static [&'static str],
+    );
+    let cases: &[Case] = &[
+        ("sync-perm", &[], &["sync-perm|"]),
+        ("db migrate", &[("_AIRFLOW_DB_MIGRATE", "true")], &["db migrate|"]),
+        (
+            "users create",
+            &[("_AIRFLOW_DB_MIGRATE", "true"), ("_AIRFLOW_WWW_USER_CREATE", "true"), ("_AIRFLOW_WWW_USER_PASSWORD", "x")],
+            &["db migrate|", "users create --username admin --firstname Airflow --lastname Admin --email airflowadmin@example.com --role Admin --password x|"],
+        ),
+    ];
+    for (failing, env, want) in cases {
+        let stub = Stub::new();
+        let mut env = env.to_vec();
+        env.push(("STUB_FAIL", failing));
+        let (rc, out) = run(&stub, &["airflow", "webserver"], &env);
+        assert_eq!(rc, 3, "{failing}: {out}");
+        assert_eq!(stub.calls(), *want, "{failing}");
+        // The failing command's own output is shown, then one line from us.
+        let word = failing.split(' ').next().unwrap();
+        assert!(
+            out.contains(&format!("stub: {word} is failing on purpose")),
+            "{out}"
+        );
+        let ours = out
+            .lines()
+            .find(|l| l.contains("failed with exit status 3"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(
+            ours.starts_with(&format!("entrypoint: airflow {failing}")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn executor_shim() {
+    let stub = Stub::new();
+    run(&stub, &["airflow", "version"], &[("EXECUTOR", "Celery")]);
+    run(
+        &stub,
+        &["airflow", "version"],
+        &[
+            ("EXECUTOR", "Celery"),
+            ("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
+        ],
+    );
+    run(&stub, &["airflow", "version"], &[]);
+    assert_eq!(
+        stub.calls(),
+        [
+            "version|CeleryExecutor",
+            "version|LocalExecutor",
+            "version|"
+        ]
+    );
+}
+
+#[test]
+fn commands_that_never_touch_the_database_do_not_wait() {
+    // A database that is never up: these must not wait for it.
+    let url = format!("postgresql://127.0.0.1:{}/x", free_port());
+    for args in [
+        &["airflow", "version"][..],
+        &["airflow", "--help"],
+        &["airflow", "config", "list"],
+        &["airflow", "info"],
+        &["airflow", "cheat-sheet"],
+        &["airflow", "scheduler", "--help"],
+        &["/bin/true"],
+    ] {
+        let stub = Stub::new();
+        let (rc, out) = run(
+            &stub,
+            args,
+            &[("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", &url)],
+        );
+        assert_eq!(rc, 0, "{args:?}: {out}");
+        assert!(!out.contains("waiting"), "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn malformed_url_is_one_line_and_immediate() {
+    let cases = [
+        (
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            "postgresql://u:t0psecret@db:notaport/x",
+            &["airflow", "scheduler"][..],
+        ),
+        (
+            "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
+            "u:t0psecret@db:5432",
+            &["airflow", "webserver"],
+        ),
+        (
+            "AIRFLOW__CELERY__BROKER_URL",
+            "redis://:t0psecret@[::1/0",
+            &["airflow", "celery", "worker"],
+        ),
+    ];
+    for (var, value, args) in cases {
+        let stub = Stub::new();
+        let start = std::time::Instant::now();
+        let (rc, out) = run(&stub, args, &[(var, value)]);
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(rc, 2, "{out}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            out.starts_with(&format!(
+                "entrypoint: {var} is not a valid connection URL: "
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("t0psecret"));
+        assert!(stub.calls().is_empty());
+    }
+}
+
+#[test]
+fn bad_settings_are_one_line() {
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "scheduler"],
+        &[("CONNECTION_CHECK_MAX_COUNT", "many")],
+    );
+    assert_eq!((rc, out.lines().count()), (2, 1), "{out}");
+    assert!(out.contains("CONNECTION_CHECK_MAX_COUNT"));
+    let out = stub.entrypoint(&[]).output().unwrap();
+    assert_eq!(code(out.status), 2);
+}

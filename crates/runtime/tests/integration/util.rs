@@ -1,0 +1,344 @@
+//! Shared helpers: the built binaries, temp dirs, polling, processes in fresh PID namespaces, real servers.
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ENTRYPOINT: &str = env!("CARGO_BIN_EXE_entrypoint");
+pub const TINI: &str = env!("CARGO_BIN_EXE_tini");
+
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Tests that need root (namespaces, setuid, other users) say so and pass vacuously otherwise; `scripts/test`
+/// runs them as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::util::is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// A temp dir readable by every user (tests switch users).
+pub fn tempdir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("aprt-").tempdir().unwrap();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+pub fn write_exe(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Poll `cond` every 10 ms until it holds; panic with `what` after `limit`.
+pub fn poll<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Lines of a file, once it contains at least `n` of them.
+pub fn lines_at_least(path: &Path, n: usize, limit: Duration) -> Vec<String> {
+    poll(&format!("{n} lines in {}", path.display()), limit, || {
+        let l: Vec<String> = read(path).lines().map(str::to_string).collect();
+        (l.len() >= n).then_some(l)
+    })
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    poll("process exit", limit, || child.try_wait().unwrap())
+}
+
+/// A free loopback port (bound then released; the kernel does not hand it out again at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process with its stdout/stderr captured in files we can poll, killed (with its group) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub err: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let dir = tempdir();
+        let err = dir.path().join("stderr");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&err).unwrap());
+        let child = cmd.spawn().unwrap();
+        Proc {
+            child,
+            err,
+            _dir: dir,
+        }
+    }
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn stderr(&self) -> String {
+        read(&self.err)
+    }
+    pub fn wait_stderr(&self, needle: &str, limit: Duration) {
+        poll(&format!("{needle:?} on stderr"), limit, || {
+            self.stderr().contains(needle).then_some(())
+        });
+    }
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        wait_timeout(&mut self.child, limit)
+    }
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+    /// Under `unshare --fork`, the namespace's PID 1 as seen from here: unshare's only child.
+    pub fn ns_init(&self) -> i32 {
+        let pid = self.pid();
+        poll("the namespace's PID 1", Duration::from_secs(5), || {
+            read(Path::new(&format!("/proc/{pid}/task/{pid}/children")))
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn kill(pid: i32, sig: i32) {
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// `unshare --pid --fork --mount-proc -- prog args…`: prog is PID 1 of a fresh PID namespace.
+pub fn pid1(prog: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--pid", "--fork", "--mount-proc", "--", prog])
+        .args(args);
+    c
+}
+
+pub fn code(s: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
+/// An `airflow` stub on PATH that records `args|AIRFLOW__CORE__EXECUTOR` per call, and fails (exit 3, with a
+/// message on stderr) for calls whose arguments start with `$STUB_FAIL`.
+pub struct Stub {
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Stub {
+    pub fn new() -> Stub {
+        let dir = tempdir();
+        let log = dir.path().join("calls.log");
+        write_exe(
+            &dir.path().join("airflow"),
+            &format!(
+                "#!/bin/sh\n\
+                 echo \"$*|$AIRFLOW__CORE__EXECUTOR\" >> {log}\n\
+                 case \"$*\" in \"${{STUB_FAIL:-#none#}}\"*) echo \"stub: $1 is failing on purpose\" >&2; exit 3;; esac\n\
+                 exit 0\n",
+                log = log.display()
+            ),
+        );
+        Stub { dir, log }
+    }
+    pub fn path(&self) -> String {
+        format!(
+            "{}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            self.dir.path().display()
+        )
+    }
+    pub fn calls(&self) -> Vec<String> {
+        read(&self.log).lines().map(str::to_string).collect()
+    }
+    /// The entrypoint with a clean environment: this stub on PATH, running as root without stepping down.
+    pub fn entrypoint(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(ENTRYPOINT);
+        c.args(args)
+            .env_clear()
+            .env("PATH", self.path())
+            .env("ASTRONOMER_USER", "root")
+            .env("HOME", "/root");
+        c
+    }
+}
+
+/// A Redis server on a loopback port, stopped on drop.
+pub struct Redis {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start(port: u16) -> Redis {
+        let dir = tempdir();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        Redis { child, _dir: dir }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn as_postgres(prog: &str) -> Command {
+    // setpriv execs directly (runuser would fork), so the pid we hold is the server's.
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=postgres",
+        "--regid=postgres",
+        "--init-groups",
+        "--",
+    ])
+    .arg(format!("{PG_BIN}/{prog}"));
+    c
+}
+
+/// A PostgreSQL cluster in a temp dir (initdb'd once per test), server on a loopback port, stopped on drop.
+pub struct Postgres {
+    pub data: PathBuf,
+    server: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn init(port: u16) -> Postgres {
+        let dir = tempdir();
+        let data = dir.path().join("data");
+        std::os::unix::fs::chown(dir.path(), Some(uid_of("postgres")), None).unwrap();
+        let out = as_postgres("initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut conf = fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(conf, "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nfsync = off", data.display()).unwrap();
+        Postgres {
+            data,
+            server: None,
+            _dir: dir,
+        }
+    }
+
+    /// Make the next start a standby that answers 57P03 until promoted.
+    pub fn as_standby(&self) {
+        let mut conf = fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(conf, "hot_standby = off").unwrap();
+        fs::write(self.data.join("standby.signal"), "").unwrap();
+        std::os::unix::fs::chown(
+            self.data.join("standby.signal"),
+            Some(uid_of("postgres")),
+            None,
+        )
+        .unwrap();
+    }
+
+    pub fn start(&mut self) {
+        let child = as_postgres("postgres")
+            .arg("-D")
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+    }
+
+    pub fn promote(&self) {
+        let out = as_postgres("pg_ctl")
+            .args(["promote", "-w", "-D"])
+            .arg(&self.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promote: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.server {
+            // SIGQUIT: immediate shutdown, the server's children go with it.
+            unsafe { libc::kill(c.id() as i32, libc::SIGQUIT) };
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn uid_of(user: &str) -> u32 {
+    let text = read(Path::new("/etc/passwd"));
+    let users = airflow_runtime::passwd::parse_passwd(&text);
+    users
+        .iter()
+        .find(|u| u.name == user)
+        .unwrap_or_else(|| panic!("no user {user}"))
+        .uid
+}
