@@ -263,7 +263,9 @@ fn group_mode(init: &str, pre: &[&str], env: Option<&str>, group: bool) {
         c.env(e, "");
     }
     let mut p = Proc::spawn(c);
-    poll("ready", T, || read(&log).lines().any(|l| l == "ready").then_some(()));
+    poll("ready", T, || {
+        read(&log).lines().any(|l| l == "ready").then_some(())
+    });
     let init_pid = p.ns_init();
     kill(init_pid, libc::SIGUSR1);
     poll("child-USR1", T, || {
