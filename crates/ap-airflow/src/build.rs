@@ -1,15 +1,616 @@
-//! `ap-airflow build` (to be written).
+//! `ap-airflow build`: both flavours of a release line with the local engine (legacy builder).
+//!
+//! Steps: the Python base (present, pulled, or made offline by `ap-airflow base`); the Rust runtime binaries
+//! (`cargo build --release`); a build context assembled in a temp dir from images/airflow, the binaries, the
+//! lock and the CA bundle; `docker build` of the base image, then of images/onbuild on top of it. Every step's
+//! output goes to one log file; the terminal shows progress and, on failure, the tail.
 
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
 
+use anyhow::{bail, Context as _};
+use sha2::Digest;
+
+use crate::docker::{self, Steps};
+use crate::release::{Defaults, Flavour, Release, ReleaseFile};
 use crate::Context;
+
+/// The image's user, as in the seed.
+pub const ASTRONOMER_USER: &str = "astro";
+pub const ASTRONOMER_UID: u32 = 50000;
+/// The platform UID allowed to step down to astro (the original's `_apt`/UID 100 with gosu).
+pub const PLATFORM_UID: u32 = 100;
+pub const ORG: &str = "astronomer";
+/// The binaries of the workspace copied into the image: (cargo binary name, context path).
+pub const RUNTIME_BINARIES: [&str; 3] = ["entrypoint", "tini", "clean-airflow-logs"];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Release line, e.g. 2.10.5-1 (default: the newest in the release file).
     pub release: Option<String>,
+    /// Image repository to tag (default: the release file's `repository`).
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Python base image (default: the release file's `python_base_image`).
+    #[arg(long)]
+    pub python_base_image: Option<String>,
+    /// Take entrypoint, tini and clean-airflow-logs from DIR instead of building them with cargo.
+    #[arg(long, value_name = "DIR")]
+    pub runtime_bin: Option<PathBuf>,
+    /// Ignore the engine's layer cache (security rebuilds: fresh Debian packages).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Debian mirror for making the Python base offline (default: the release file's `debian_mirror`).
+    #[arg(long)]
+    pub debian_mirror: Option<String>,
 }
 
-pub fn run(_ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`ap-airflow build` is not implemented yet")
+/// What the labels record about this build.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildMeta {
+    pub build_time: String,
+    pub commit: String,
+    pub repo_url: String,
+    pub build_url: String,
+    pub lock_sha256: String,
+}
+
+/// Build arguments of images/airflow/Dockerfile for a release line. Pure.
+pub fn base_build_args(
+    release: &Release,
+    python_base_image: &str,
+    image_ref: &str,
+    meta: &BuildMeta,
+) -> Vec<(String, String)> {
+    [
+        ("PYTHON_BASE_IMAGE", python_base_image.to_owned()),
+        ("ASTRONOMER_USER", ASTRONOMER_USER.to_owned()),
+        ("ASTRONOMER_UID", ASTRONOMER_UID.to_string()),
+        ("PLATFORM_UID", PLATFORM_UID.to_string()),
+        ("ORG", ORG.to_owned()),
+        ("VERSION", release.name()),
+        ("AIRFLOW_VERSION", release.airflow.clone()),
+        ("SUBMODULES", release.extras.join(",")),
+        ("AIRFLOW_PACKAGES", release.packages.join(" ")),
+        ("DISTRO", release.distro.clone()),
+        ("PYTHON_VERSION", release.python.clone()),
+        ("BUILD_TIME", meta.build_time.clone()),
+        ("COMMIT_SHA", meta.commit.clone()),
+        ("REPO_URL", meta.repo_url.clone()),
+        ("BUILD_URL", meta.build_url.clone()),
+        ("LOCK_SHA256", meta.lock_sha256.clone()),
+        ("IMAGE_REF", image_ref.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// `repository:tag` for both tags of a flavour, immutable first.
+pub fn image_names(repository: &str, release: &Release, flavour: Flavour) -> [String; 2] {
+    [
+        format!("{repository}:{}", release.immutable_tag(flavour)),
+        format!("{repository}:{}", release.floating_tag(flavour)),
+    ]
+}
+
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// The workspace root: the release file's folder, absolute.
+pub fn workspace_root(file: &ReleaseFile) -> anyhow::Result<PathBuf> {
+    let root = file.root();
+    let root = if root.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        root
+    };
+    std::fs::canonicalize(root).with_context(|| format!("cannot resolve {}", root.display()))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Cargo's target directory for the workspace (honours CARGO_TARGET_DIR and .cargo/config).
+pub fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed in {}", root.display());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("cargo metadata")?;
+    v["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata has no target_directory")
+}
+
+/// The CA bundle pip/uv trust in the devel stage: PIP_CERT, else SSL_CERT_FILE, else none (PyPI's own chain).
+pub fn host_ca_bundle() -> anyhow::Result<Option<PathBuf>> {
+    for var in ["PIP_CERT", "SSL_CERT_FILE"] {
+        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            let p = PathBuf::from(v);
+            if !p.is_file() {
+                bail!("{var} names {}, which is not a file", p.display());
+            }
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(root)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !s.is_empty()).then_some(s)
+}
+
+/// Build time (SOURCE_DATE_EPOCH when set, for reproducible labels), commit, repository and CI URLs.
+pub fn build_meta(root: &Path, lock: &Path) -> anyhow::Result<BuildMeta> {
+    let now = match std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        Some(epoch) => time::OffsetDateTime::from_unix_timestamp(epoch)?,
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let build_time = now
+        .replace_nanosecond(0)?
+        .format(&time::format_description::well_known::Rfc3339)?;
+    let commit = match git(root, &["rev-parse", "HEAD"]) {
+        // Tracked files changed since the commit: say so rather than claim the commit.
+        Some(c) if git(root, &["status", "--porcelain", "--untracked-files=no"]).is_some() => {
+            format!("{c}-dirty")
+        }
+        Some(c) => c,
+        None => String::new(),
+    };
+    let repo_url = git(root, &["remote", "get-url", "origin"])
+        .map(|u| crate::output::redact(&u))
+        .unwrap_or_else(|| env!("CARGO_PKG_REPOSITORY").to_owned());
+    Ok(BuildMeta {
+        build_time,
+        commit,
+        repo_url,
+        build_url: std::env::var("BUILD_URL").unwrap_or_default(),
+        lock_sha256: sha256_file(lock)?,
+    })
+}
+
+/// Copies a folder's files (recursively) into `to`.
+pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The base image's build context: images/airflow + bin/ + constraints.txt + devel-ca.crt (empty when none).
+pub fn assemble_context(
+    dir: &Path,
+    images: &Path,
+    bins: &Path,
+    lock: &Path,
+    ca: Option<&Path>,
+) -> anyhow::Result<()> {
+    copy_dir(&images.join("airflow"), dir)?;
+    std::fs::create_dir_all(dir.join("bin"))?;
+    for name in RUNTIME_BINARIES {
+        let src = bins.join(name);
+        std::fs::copy(&src, dir.join("bin").join(name))
+            .with_context(|| format!("runtime binary {} missing", src.display()))?;
+    }
+    std::fs::copy(lock, dir.join("constraints.txt"))
+        .with_context(|| format!("cannot read lock {}", lock.display()))?;
+    match ca {
+        Some(ca) => std::fs::copy(ca, dir.join("devel-ca.crt"))
+            .map(|_| ())
+            .with_context(|| format!("cannot read CA bundle {}", ca.display()))?,
+        None => std::fs::write(dir.join("devel-ca.crt"), b"")?,
+    }
+    Ok(())
+}
+
+pub fn docker_build(
+    dir: &Path,
+    tags: &[String],
+    args: &[(String, String)],
+    no_cache: bool,
+) -> Command {
+    let mut cmd = docker::docker();
+    cmd.args(["build", "--network", "host", "--force-rm"]);
+    if no_cache {
+        cmd.arg("--no-cache");
+    }
+    for t in tags {
+        cmd.args(["--tag", t]);
+    }
+    for (k, v) in args {
+        cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    cmd.arg(dir);
+    cmd
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let file = ctx.releases()?;
+    let release = file.get(args.release.as_deref())?.clone();
+    let defaults: Defaults = file.defaults.clone();
+    let repository = args
+        .repository
+        .clone()
+        .unwrap_or(defaults.repository.clone());
+    let python_base = args
+        .python_base_image
+        .clone()
+        .unwrap_or(defaults.python_base_image.clone());
+    let root = workspace_root(&file)?;
+    let lock = file.lock_path(&release);
+    if !lock.is_file() {
+        bail!(
+            "release {} has no lock at {} (run `ap-airflow lock {}`)",
+            release.name(),
+            lock.display(),
+            release.name()
+        );
+    }
+    let ca = host_ca_bundle()?;
+    let engine = docker::ping()?;
+
+    let target = target_dir(&root).unwrap_or_else(|_| std::env::temp_dir());
+    let steps = Steps::new(
+        &target
+            .join("ap-airflow")
+            .join(format!("build-{}.log", release.name())),
+    )?;
+    steps.note(&format!(
+        "ap-airflow build {} → {repository} (Docker {engine}; log: {})",
+        release.name(),
+        steps.log_path().display()
+    ));
+
+    ensure_python_base(
+        &steps,
+        &file,
+        &release,
+        &python_base,
+        args.debian_mirror.as_deref(),
+    )?;
+
+    let bins = match &args.runtime_bin {
+        Some(dir) => dir.clone(),
+        None => {
+            let mut cmd = cargo();
+            cmd.args([
+                "build",
+                "--release",
+                "-p",
+                "airflow-runtime",
+                "-p",
+                "clean-airflow-logs",
+            ])
+            .current_dir(&root);
+            steps.run("runtime binaries (cargo build --release)", cmd)?;
+            target.join("release")
+        }
+    };
+
+    let meta = build_meta(&root, &lock)?;
+    let images = root.join("images");
+
+    let base_dir = tempfile::Builder::new()
+        .prefix("ap-airflow-ctx")
+        .tempdir()?;
+    assemble_context(base_dir.path(), &images, &bins, &lock, ca.as_deref())?;
+    let base_tags = image_names(&repository, &release, Flavour::Base);
+    let build_args = base_build_args(&release, &python_base, &base_tags[0], &meta);
+    steps.run(
+        &format!("base image {}", base_tags[0]),
+        docker_build(base_dir.path(), &base_tags, &build_args, args.no_cache),
+    )?;
+
+    let onbuild_dir = tempfile::Builder::new()
+        .prefix("ap-airflow-ctx")
+        .tempdir()?;
+    copy_dir(&images.join("onbuild"), onbuild_dir.path())?;
+    let onbuild_tags = image_names(&repository, &release, Flavour::Onbuild);
+    let onbuild_args = vec![
+        ("BASE_IMAGE".to_owned(), base_tags[0].clone()),
+        ("IMAGE_REF".to_owned(), onbuild_tags[0].clone()),
+    ];
+    steps.run(
+        &format!("onbuild image {}", onbuild_tags[0]),
+        docker_build(
+            onbuild_dir.path(),
+            &onbuild_tags,
+            &onbuild_args,
+            args.no_cache,
+        ),
+    )?;
+
+    let mut rows = vec![["image", "also tagged", "size"].map(String::from)];
+    for tags in [&base_tags, &onbuild_tags] {
+        let size = docker::image_size(&tags[0]).map_or("?".into(), docker::human_size);
+        rows.push([tags[0].clone(), tags[1].clone(), size]);
+    }
+    eprint!("{}", crate::output::columns(&rows));
+    eprintln!(
+        "built {} in {}",
+        release.name(),
+        docker::human_duration(start.elapsed())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Uses the Python base image when present or pullable; otherwise makes it offline and says so.
+fn ensure_python_base(
+    steps: &Steps,
+    file: &ReleaseFile,
+    release: &Release,
+    image: &str,
+    mirror: Option<&str>,
+) -> anyhow::Result<()> {
+    if docker::image_exists(image)? {
+        steps.note(&format!("python base {image}: present"));
+        return Ok(());
+    }
+    let mut pull = docker::docker();
+    pull.args(["pull", "--quiet", image]);
+    if docker::quiet(pull) {
+        steps.note(&format!("python base {image}: pulled"));
+        return Ok(());
+    }
+    steps.note(&format!(
+        "python base {image}: neither present nor pullable, making it offline (ap-airflow base)"
+    ));
+    let mirror = mirror.unwrap_or(&file.defaults.debian_mirror);
+    crate::base::make(steps, file, release, image, mirror)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release() -> Release {
+        Release {
+            airflow: "2.10.5".into(),
+            build: 1,
+            distro: "bookworm".into(),
+            python: "3.11".into(),
+            released: "2025-02-10".into(),
+            extras: vec!["celery".into(), "cncf.kubernetes".into()],
+            packages: vec!["a".into(), "b==1".into()],
+            lock: "locks/x.txt".into(),
+        }
+    }
+
+    #[test]
+    fn build_args_carry_the_seed_names_and_the_release() {
+        let meta = BuildMeta {
+            lock_sha256: "ab".repeat(32),
+            commit: "c0ffee".into(),
+            ..Default::default()
+        };
+        let args = base_build_args(&release(), "py:3.11", "r:2.10.5-1-bookworm", &meta);
+        let get = |k: &str| {
+            args.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("no {k}"))
+        };
+        assert_eq!(get("PYTHON_BASE_IMAGE"), "py:3.11");
+        assert_eq!(get("VERSION"), "2.10.5-1");
+        assert_eq!(get("AIRFLOW_VERSION"), "2.10.5");
+        assert_eq!(get("SUBMODULES"), "celery,cncf.kubernetes");
+        assert_eq!(get("AIRFLOW_PACKAGES"), "a b==1");
+        assert_eq!(get("ASTRONOMER_USER"), "astro");
+        assert_eq!(get("ASTRONOMER_UID"), "50000");
+        assert_eq!(get("PLATFORM_UID"), "100");
+        assert_eq!(get("ORG"), "astronomer");
+        assert_eq!(get("LOCK_SHA256"), "ab".repeat(32));
+        assert_eq!(get("COMMIT_SHA"), "c0ffee");
+        assert_eq!(get("IMAGE_REF"), "r:2.10.5-1-bookworm");
+    }
+
+    #[test]
+    fn images_are_tagged_immutable_and_floating() {
+        assert_eq!(
+            image_names("astronomerinc/ap-airflow", &release(), Flavour::Onbuild),
+            [
+                "astronomerinc/ap-airflow:2.10.5-1-bookworm-onbuild".to_owned(),
+                "astronomerinc/ap-airflow:2.10.5-bookworm-onbuild".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn every_build_arg_is_declared_by_the_dockerfile() {
+        let dockerfile = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/airflow/Dockerfile"),
+        )
+        .unwrap();
+        for (name, _) in base_build_args(&release(), "p", "r", &BuildMeta::default()) {
+            assert!(
+                dockerfile.contains(&format!("ARG {name}")),
+                "images/airflow/Dockerfile does not declare ARG {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn context_has_the_binaries_lock_and_an_empty_ca_when_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let images = tmp.path().join("images");
+        std::fs::create_dir_all(images.join("airflow")).unwrap();
+        std::fs::write(images.join("airflow/Dockerfile"), "FROM x").unwrap();
+        let bins = tmp.path().join("bins");
+        std::fs::create_dir_all(&bins).unwrap();
+        for b in RUNTIME_BINARIES {
+            std::fs::write(bins.join(b), b).unwrap();
+        }
+        let lock = tmp.path().join("lock.txt");
+        std::fs::write(&lock, "a==1\n").unwrap();
+        let ctx = tmp.path().join("ctx");
+        assemble_context(&ctx, &images, &bins, &lock, None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(ctx.join("bin/tini")).unwrap(),
+            "tini"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ctx.join("constraints.txt")).unwrap(),
+            "a==1\n"
+        );
+        assert_eq!(std::fs::read(ctx.join("devel-ca.crt")).unwrap(), b"");
+        assert!(ctx.join("Dockerfile").is_file());
+
+        std::fs::remove_file(bins.join("tini")).unwrap();
+        let err = assemble_context(&tmp.path().join("c2"), &images, &bins, &lock, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tini"), "{err}");
+    }
+}
+
+/// The onbuild helper scripts shipped in the -onbuild image, run here against stub `pip` / `apt-get`.
+#[cfg(test)]
+mod onbuild_scripts {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    fn script(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../images/onbuild")
+            .join(name)
+    }
+
+    /// Runs `script` on a file with `content`; stubs record their arguments in `calls`.
+    fn run(name: &str, content: &str) -> (Output, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let calls = dir.path().join("calls");
+        for stub in ["pip", "apt-get"] {
+            let p = bin.join(stub);
+            std::fs::write(
+                &p,
+                format!("#!/bin/sh\necho {stub} \"$@\" >> '{}'\n", calls.display()),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let file = dir.path().join("input.txt");
+        std::fs::write(&file, content).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let out = Command::new("sh")
+            .arg(script(name))
+            .arg(&file)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+        (out, calls)
+    }
+
+    #[test]
+    fn every_airflow_pin_form_is_refused_with_the_advice() {
+        for line in [
+            "apache-airflow==2.9.0",
+            "apache-airflow>=2.9",
+            "apache-airflow~=2.10",
+            "apache-airflow<3",
+            "apache-airflow!=2.10.5",
+            "apache-airflow===2.10.5",
+            "apache-airflow[celery]==2.10.4",
+            "  Apache_Airflow [celery,postgres] >= 2.0",
+            "apache.airflow==2.10.5 ; python_version >= '3.8'",
+            "apache-airflow @ https://example.com/apache_airflow-2.10.5-py3-none-any.whl",
+        ] {
+            let (out, calls) = run(
+                "ap-onbuild-requirements",
+                &format!("requests\r\n{line}\r\n"),
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{line:?} was accepted");
+            assert!(err.contains("change the FROM line"), "{line:?}: {err}");
+            assert!(calls.is_empty(), "pip ran for {line:?}");
+        }
+    }
+
+    #[test]
+    fn providers_and_unpinned_airflow_install_under_the_lock() {
+        let (out, calls) = run(
+            "ap-onbuild-requirements",
+            "# providers are fine\r\napache-airflow-providers-amazon==9.2.0\r\napache-airflow\r\n\r\n",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            calls.contains("--constraint /usr/local/share/ap-airflow/constraints.txt"),
+            "{calls}"
+        );
+        assert!(calls.lines().any(|l| l == "pip check"), "{calls}");
+    }
+
+    #[test]
+    fn empty_or_comment_only_requirements_skip_pip() {
+        let (out, calls) = run("ap-onbuild-requirements", "# nothing\r\n\r\n");
+        assert!(out.status.success());
+        assert!(calls.is_empty(), "{calls}");
+    }
+
+    #[test]
+    fn packages_tolerate_crlf_comments_and_blank_lines() {
+        let (out, calls) = run(
+            "ap-onbuild-packages",
+            "# tools\r\njq\r\n\r\nlibxml2-utils  vim-tiny # editor\r\n",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            calls
+                .contains("apt-get install -y --no-install-recommends jq libxml2-utils vim-tiny\n"),
+            "{calls}"
+        );
+    }
+
+    #[test]
+    fn packages_refuse_what_is_not_a_name_and_skip_empty_lists() {
+        let (out, calls) = run("ap-onbuild-packages", "jq\n-o Dpkg::Options=x\n");
+        assert!(!out.status.success());
+        assert!(calls.is_empty(), "{calls}");
+        let (out, calls) = run("ap-onbuild-packages", "\r\n# none\r\n");
+        assert!(out.status.success());
+        assert!(calls.is_empty(), "{calls}");
+    }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub mod base;
 pub mod build;
+pub mod docker;
 pub mod lock;
 pub mod next_build;
 pub mod output;

@@ -1,15 +1,240 @@
-//! `ap-airflow lock` (to be written).
+//! `ap-airflow lock [RELEASE]`: the release line's constraints file, resolved by `uv pip compile` as of the
+//! release date, for the image's Python and glibc. Every install of the line (the image build and users'
+//! onbuild requirements) is constrained by it; its sha256 is an image label.
 
-use std::process::ExitCode;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 
+use anyhow::{bail, Context as _};
+
+use crate::release::Release;
 use crate::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Release line, e.g. 2.10.5-1 (default: the newest in the release file).
     pub release: Option<String>,
+    /// Do not write: fail when the committed lock differs from a fresh resolution.
+    #[arg(long)]
+    pub check: bool,
 }
 
-pub fn run(_ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`ap-airflow lock` is not implemented yet")
+/// The requirement lines the lock resolves: Airflow with the line's extras at its version, plus its packages.
+pub fn requirements(release: &Release) -> Vec<String> {
+    let mut reqs = vec![format!(
+        "apache-airflow[{}]=={}",
+        release.extras.join(","),
+        release.airflow
+    )];
+    reqs.extend(release.packages.iter().cloned());
+    reqs
+}
+
+/// uv's `--exclude-newer` bound: the day after the release date (uv reads a date as its midnight UTC), so
+/// everything published on the release day itself, Airflow included, is in.
+pub fn exclude_newer(released: &str) -> anyhow::Result<String> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(released, &fmt)
+        .with_context(|| format!("released {released:?} is not YYYY-MM-DD"))?;
+    let next = day.next_day().context("date overflow")?;
+    Ok(next.format(&fmt)?)
+}
+
+/// The wheel platform of the image: x86_64 manylinux at the distro's glibc, so no wheel needing a newer glibc
+/// than the image has can be chosen.
+pub fn python_platform(distro: &str) -> &'static str {
+    match distro {
+        "bullseye" => "x86_64-manylinux_2_31",
+        "bookworm" => "x86_64-manylinux_2_36",
+        "trixie" => "x86_64-manylinux_2_41",
+        _ => "x86_64-unknown-linux-gnu",
+    }
+}
+
+/// `uv pip compile` arguments (after `uv`), reading requirements from `input`, writing to `output`.
+pub fn compile_args(release: &Release, input: &Path, output: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(vec![
+        "pip".into(),
+        "compile".into(),
+        input.display().to_string(),
+        "--exclude-newer".into(),
+        exclude_newer(&release.released)?,
+        "--python-version".into(),
+        release.python.clone(),
+        "--python-platform".into(),
+        python_platform(&release.distro).into(),
+        "--no-header".into(),
+        "--quiet".into(),
+        "--output-file".into(),
+        output.display().to_string(),
+    ])
+}
+
+/// The comment block that says how the lock was made.
+pub fn header(release: &Release, uv_version: &str) -> anyhow::Result<String> {
+    let mut h = format!(
+        "# Lock of release line {name} (Airflow {airflow} on {distro}, Python {python}): constraints for every install.\n\
+         # Made by `ap-airflow lock {name}` with {uv_version}:\n\
+         #   uv pip compile requirements.in --exclude-newer {newer} --python-version {python} --python-platform {platform}\n\
+         # requirements.in:\n",
+        name = release.name(),
+        airflow = release.airflow,
+        distro = release.distro,
+        python = release.python,
+        newer = exclude_newer(&release.released)?,
+        platform = python_platform(&release.distro),
+    );
+    for r in requirements(release) {
+        h.push_str(&format!("#   {r}\n"));
+    }
+    h.push_str("# Do not edit by hand: change releases.toml and run `ap-airflow lock` again.\n");
+    Ok(h)
+}
+
+/// The lock without its header comment (for comparing resolutions).
+fn body(text: &str) -> String {
+    let mut lines = text.lines().skip_while(|l| l.starts_with('#'));
+    let mut out: Vec<&str> = Vec::new();
+    for l in lines.by_ref() {
+        out.push(l);
+    }
+    out.join("\n")
+}
+
+fn uv() -> Command {
+    Command::new(std::env::var("AP_AIRFLOW_UV").unwrap_or_else(|_| "uv".into()))
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let file = ctx.releases()?;
+    let release = file.get(args.release.as_deref())?.clone();
+    let lock = file.lock_path(&release);
+    let uv_version = uv()
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .context("uv is not installed (pip install uv), needed to resolve the lock")?;
+
+    let tmp = tempfile::tempdir()?;
+    let input = tmp.path().join("requirements.in");
+    let output = tmp.path().join("lock.txt");
+    std::fs::write(&input, requirements(&release).join("\n") + "\n")?;
+    let out = uv()
+        .args(compile_args(&release, &input, &output)?)
+        .output()
+        .context("cannot run uv")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprint!("{err}");
+        bail!("uv pip compile failed for {}", release.name());
+    }
+    let resolved = std::fs::read_to_string(&output)?;
+    let text = format!("{}{}", header(&release, &uv_version)?, resolved);
+    let pins = resolved
+        .lines()
+        .filter(|l| l.contains("==") && !l.starts_with(' '))
+        .count();
+
+    if args.check {
+        let committed = std::fs::read_to_string(&lock)
+            .with_context(|| format!("cannot read {}", lock.display()))?;
+        if body(&committed) != body(&text) {
+            bail!(
+                "{} differs from a fresh resolution (run `ap-airflow lock {}`)",
+                lock.display(),
+                release.name()
+            );
+        }
+        println!("{}: up to date ({pins} pins)", lock.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(dir) = lock.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&lock, text).with_context(|| format!("cannot write {}", lock.display()))?;
+    println!(
+        "{}: {pins} pins, sha256 {}",
+        lock.display(),
+        crate::build::sha256_file(&lock)?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release() -> Release {
+        Release {
+            airflow: "2.10.5".into(),
+            build: 1,
+            distro: "bookworm".into(),
+            python: "3.11".into(),
+            released: "2025-02-28".into(),
+            extras: vec!["celery".into(), "cncf.kubernetes".into()],
+            packages: vec!["apache-airflow-providers-elasticsearch".into()],
+            lock: "locks/x.txt".into(),
+        }
+    }
+
+    #[test]
+    fn requirements_are_airflow_with_extras_then_packages() {
+        assert_eq!(
+            requirements(&release()),
+            [
+                "apache-airflow[celery,cncf.kubernetes]==2.10.5",
+                "apache-airflow-providers-elasticsearch"
+            ]
+        );
+    }
+
+    #[test]
+    fn exclude_newer_is_the_day_after_release() {
+        assert_eq!(exclude_newer("2025-02-28").unwrap(), "2025-03-01");
+        assert_eq!(exclude_newer("2024-12-31").unwrap(), "2025-01-01");
+        assert!(exclude_newer("28.2.2025").is_err());
+    }
+
+    #[test]
+    fn compile_line_pins_date_python_and_platform() {
+        let args = compile_args(&release(), Path::new("in"), Path::new("out")).unwrap();
+        let line = args.join(" ");
+        assert_eq!(
+            line,
+            "pip compile in --exclude-newer 2025-03-01 --python-version 3.11 \
+             --python-platform x86_64-manylinux_2_36 --no-header --quiet --output-file out"
+        );
+    }
+
+    #[test]
+    fn header_is_comments_naming_the_command_and_inputs() {
+        let h = header(&release(), "uv 0.13.9").unwrap();
+        assert!(h.lines().all(|l| l.starts_with('#')), "{h}");
+        assert!(h.contains("ap-airflow lock 2.10.5-1"));
+        assert!(h.contains("uv 0.13.9"));
+        assert!(h.contains("#   apache-airflow[celery,cncf.kubernetes]==2.10.5\n"));
+        assert_eq!(
+            body(&format!("{h}a==1\n    # via b\n")),
+            "a==1\n    # via b"
+        );
+    }
+
+    #[test]
+    fn the_committed_lock_pins_airflow_of_its_line() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let file = crate::release::ReleaseFile::load(&root.join("releases.toml")).unwrap();
+        for r in &file.releases {
+            let text = std::fs::read_to_string(file.lock_path(r)).unwrap();
+            assert!(
+                text.lines()
+                    .any(|l| l == format!("apache-airflow=={}", r.airflow)),
+                "{} does not pin apache-airflow=={}",
+                r.lock.display(),
+                r.airflow
+            );
+            assert!(text.contains(&format!("ap-airflow lock {}", r.name())));
+        }
+    }
 }

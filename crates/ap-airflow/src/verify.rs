@@ -1,15 +1,519 @@
-//! `ap-airflow verify` (to be written).
+//! `ap-airflow verify IMAGE`: checks a built image against its release line and prints every difference.
+//!
+//! Facts come from `docker image inspect` (labels, env, user, workdir, entrypoint, cmd, ONBUILD triggers) and from
+//! one probe run inside the image (`docker run --rm --network host --entrypoint /bin/sh`, as the image's user):
+//! Airflow's version and config defaults, users and groups, owners and modes of the paths the seed lists,
+//! `pip check`, and what must be absent (compilers, -dev packages, gosu, the build's CA bundle).
 
-use std::process::ExitCode;
+use std::collections::BTreeMap;
+use std::process::{ExitCode, Stdio};
 
+use anyhow::{bail, Context as _};
+use serde_json::Value;
+
+use crate::build::{ASTRONOMER_UID, ASTRONOMER_USER, PLATFORM_UID};
+use crate::release::{Flavour, Release};
 use crate::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Release line, e.g. 2.10.5-1 (default: the newest in the release file).
+    /// The image to check, e.g. astronomerinc/ap-airflow:2.10.5-1-bookworm.
+    pub image: String,
+    /// Release line to check against (default: the image's io.astronomer.docker.ac.version label).
+    #[arg(long)]
     pub release: Option<String>,
+    /// Only what `docker image inspect` shows (no container is started).
+    #[arg(long)]
+    pub no_run: bool,
 }
 
-pub fn run(_ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`ap-airflow verify` is not implemented yet")
+/// What a fact must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    Eq(String),
+    /// A `:`-, `,`- or space-separated list containing this element.
+    HasItem(String),
+    Contains(String),
+    NonEmpty,
+}
+
+impl Want {
+    pub fn accepts(&self, got: &str) -> bool {
+        match self {
+            Want::Eq(w) => got == w,
+            Want::HasItem(w) => got.split([':', ',', ' ']).any(|i| i.trim() == w),
+            Want::Contains(w) => got.contains(w.as_str()),
+            Want::NonEmpty => !got.trim().is_empty(),
+        }
+    }
+}
+
+impl std::fmt::Display for Want {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Want::Eq(w) => write!(f, "{w:?}"),
+            Want::HasItem(w) => write!(f, "a list with {w:?}"),
+            Want::Contains(w) => write!(f, "something containing {w:?}"),
+            Want::NonEmpty => f.write_str("a value"),
+        }
+    }
+}
+
+/// One difference between the image and its release line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    pub fact: String,
+    pub want: Want,
+    pub got: Option<String>,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.got {
+            Some(g) => write!(f, "{}: expected {}, found {g:?}", self.fact, self.want),
+            None => write!(f, "{}: expected {}, found nothing", self.fact, self.want),
+        }
+    }
+}
+
+fn eq(s: impl Into<String>) -> Want {
+    Want::Eq(s.into())
+}
+
+/// What the image of `release` must show in `docker image inspect`. Pure.
+pub fn expected_inspect(
+    release: &Release,
+    flavour: Flavour,
+    lock_sha256: &str,
+) -> Vec<(String, Want)> {
+    let mut e: Vec<(String, Want)> = vec![
+        ("label:io.astronomer.docker", eq("true")),
+        ("label:io.astronomer.docker.distro", eq("debian")),
+        ("label:io.astronomer.docker.module", eq("airflow")),
+        ("label:io.astronomer.docker.component", eq("airflow")),
+        (
+            "label:io.astronomer.docker.uid",
+            eq(ASTRONOMER_UID.to_string()),
+        ),
+        (
+            "label:io.astronomer.docker.airflow.version",
+            eq(&release.airflow),
+        ),
+        ("label:io.astronomer.docker.ac.version", eq(release.name())),
+        (
+            "label:io.astronomer.docker.airflow.lock.sha256",
+            eq(lock_sha256),
+        ),
+        ("label:io.astronomer.docker.build.time", Want::NonEmpty),
+        ("label:io.astronomer.docker.build.repo", Want::NonEmpty),
+        ("label:maintainer", Want::NonEmpty),
+        (
+            "label:org.opencontainers.image.version",
+            eq(format!("{}-{}", release.name(), release.distro)),
+        ),
+        ("label:org.opencontainers.image.created", Want::NonEmpty),
+        ("label:org.opencontainers.image.source", Want::NonEmpty),
+        ("env:AIRFLOW_HOME", eq("/usr/local/airflow")),
+        ("env:PYTHONPATH", Want::HasItem("/usr/local/airflow".into())),
+        ("env:ASTRONOMER_USER", eq(ASTRONOMER_USER)),
+        ("env:ASTRONOMER_UID", eq(ASTRONOMER_UID.to_string())),
+        ("env:LANG", Want::Contains("UTF-8".into())),
+        ("config:User", eq(ASTRONOMER_USER)),
+        ("config:WorkingDir", eq("/usr/local/airflow")),
+        ("config:Entrypoint", eq(r#"["/entrypoint"]"#)),
+        ("config:Cmd", eq(r#"["airflow","--help"]"#)),
+    ]
+    .into_iter()
+    .map(|(k, w)| (k.to_owned(), w))
+    .collect();
+    if flavour == Flavour::Onbuild {
+        e.push((
+            "label:io.astronomer.docker.airflow.onbuild".into(),
+            eq("true"),
+        ));
+        for step in [
+            "COPY packages.txt",
+            "RUN ap-onbuild-packages",
+            "COPY requirements.txt",
+            "RUN ap-onbuild-requirements",
+            "COPY --chown=astro:astro . .",
+        ] {
+            e.push((format!("onbuild:{step}"), eq("present")));
+        }
+    }
+    e
+}
+
+/// Facts from `docker image inspect` JSON (one image). Pure.
+pub fn inspect_facts(v: &Value) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    let config = &v["Config"];
+    if let Some(labels) = config["Labels"].as_object() {
+        for (k, val) in labels {
+            f.insert(
+                format!("label:{k}"),
+                val.as_str().unwrap_or_default().to_owned(),
+            );
+        }
+    }
+    for kv in config["Env"].as_array().into_iter().flatten() {
+        if let Some((k, val)) = kv.as_str().and_then(|s| s.split_once('=')) {
+            f.insert(format!("env:{k}"), val.to_owned());
+        }
+    }
+    for key in ["User", "WorkingDir"] {
+        f.insert(
+            format!("config:{key}"),
+            config[key].as_str().unwrap_or_default().to_owned(),
+        );
+    }
+    for key in ["Entrypoint", "Cmd"] {
+        f.insert(format!("config:{key}"), config[key].to_string());
+    }
+    let triggers: Vec<String> = config["OnBuild"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t.as_str()
+                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .collect();
+    for step in [
+        "COPY packages.txt",
+        "RUN ap-onbuild-packages",
+        "COPY requirements.txt",
+        "RUN ap-onbuild-requirements",
+        "COPY --chown=astro:astro . .",
+    ] {
+        if triggers.iter().any(|t| t.starts_with(step)) {
+            f.insert(format!("onbuild:{step}"), "present".into());
+        }
+    }
+    f
+}
+
+/// What the probe inside the image must report. Pure.
+pub fn expected_probe(release: &Release) -> Vec<(String, Want)> {
+    let user = ASTRONOMER_USER;
+    let dir = format!("{user}:{user} 755");
+    let exe = "root:root 755".to_owned();
+    [
+        ("airflow.version", eq(&release.airflow)),
+        ("python.version", eq(&release.python)),
+        ("id.uid", eq(ASTRONOMER_UID.to_string())),
+        ("id.user", eq(user)),
+        ("id.group", eq(user)),
+        ("id.groups", Want::HasItem("astrogroup".into())),
+        ("astrogroup.gid", eq("101")),
+        ("platform.groups", Want::HasItem("gosuers".into())),
+        ("path:/usr/local/airflow", eq(&dir)),
+        ("path:/usr/local/airflow/logs", eq(&dir)),
+        ("path:/entrypoint", eq(&exe)),
+        ("path:/usr/bin/tini", eq(&exe)),
+        ("path:/usr/local/bin/clean-airflow-logs", eq(&exe)),
+        (
+            "path:/usr/local/libexec/ap-airflow/stepdown",
+            eq("root:gosuers 4750"),
+        ),
+        (
+            "path:/usr/local/libexec/ap-airflow/stepdown-user",
+            eq("root:root 644"),
+        ),
+        ("path:/usr/share/man/man1", Want::NonEmpty),
+        ("path:/usr/share/man/man7", Want::NonEmpty),
+        ("stepdown.user", eq(user)),
+        (
+            "config.kubernetes_executor.run_as_user",
+            eq(ASTRONOMER_UID.to_string()),
+        ),
+        ("config.core.lazy_load_plugins", eq("False")),
+        ("config.webserver.update_fab_perms", eq("False")),
+        ("config.api.auth_backends", Want::NonEmpty),
+        ("auth_backend.importable", eq("yes")),
+        ("pip.check", eq("ok")),
+        ("absent.compilers", eq("yes")),
+        ("absent.dev_packages", eq("yes")),
+        ("absent.gosu", eq("yes")),
+        ("absent.devel_ca", eq("yes")),
+    ]
+    .into_iter()
+    .map(|(k, w)| (k.to_owned(), w))
+    .collect()
+}
+
+/// Runs inside the image as its user; prints `key=value` lines.
+pub fn probe_script() -> String {
+    format!(
+        r#"
+exec 2>/dev/null
+st() {{ if [ -e "$1" ]; then echo "path:$1=$(stat -c '%U:%G %a' "$1")"; fi; }}
+echo "airflow.version=$(airflow version | tail -n 1)"
+echo "python.version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+echo "id.uid=$(id -u)"
+echo "id.user=$(id -un)"
+echo "id.group=$(id -gn)"
+echo "id.groups=$(id -Gn)"
+echo "astrogroup.gid=$(getent group astrogroup | cut -d: -f3)"
+echo "platform.groups=$(id -Gn "$(getent passwd {platform} | cut -d: -f1)")"
+for p in /usr/local/airflow /usr/local/airflow/logs /entrypoint /usr/bin/tini /usr/local/bin/clean-airflow-logs \
+         /usr/local/libexec/ap-airflow/stepdown /usr/local/libexec/ap-airflow/stepdown-user \
+         /usr/share/man/man1 /usr/share/man/man7; do st "$p"; done
+echo "stepdown.user=$(cat /usr/local/libexec/ap-airflow/stepdown-user)"
+python - <<'PY'
+import importlib, warnings
+warnings.simplefilter("ignore")
+from airflow.configuration import conf
+conf.load_providers_configuration()
+for s, k in [("kubernetes_executor", "run_as_user"), ("core", "lazy_load_plugins"),
+             ("webserver", "update_fab_perms"), ("api", "auth_backends")]:
+    print(f"config.{{s}}.{{k}}={{conf.get(s, k, fallback='')}}")
+try:
+    for b in conf.get("api", "auth_backends").split(","):
+        importlib.import_module(b.strip())
+    print("auth_backend.importable=yes")
+except Exception as e:
+    print(f"auth_backend.importable={{e}}")
+PY
+if out=$(pip check 2>&1); then echo "pip.check=ok"; else echo "pip.check=$(echo "$out" | head -n 3 | tr '\n' ' ')"; fi
+found=$(for c in gcc cc g++ c++ make; do command -v "$c"; done | tr '\n' ' ')
+echo "absent.compilers=${{found:-yes}}"
+dev=$(dpkg-query -W -f '${{Package}}\n' | grep -E -- '-dev(:|$)' | tr '\n' ' ')
+echo "absent.dev_packages=${{dev:-yes}}"
+echo "absent.gosu=$(command -v gosu || echo yes)"
+echo "absent.devel_ca=$([ -e /tmp/devel-ca.crt ] && echo /tmp/devel-ca.crt || echo yes)"
+"#,
+        platform = PLATFORM_UID
+    )
+}
+
+/// `key=value` lines into facts. Pure.
+pub fn parse_probe(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Every expected fact the observed ones do not satisfy. Pure.
+pub fn compare(expected: &[(String, Want)], got: &BTreeMap<String, String>) -> Vec<Difference> {
+    expected
+        .iter()
+        .filter_map(|(fact, want)| {
+            let g = got.get(fact);
+            match g {
+                Some(v) if want.accepts(v) => None,
+                _ => Some(Difference {
+                    fact: fact.clone(),
+                    want: want.clone(),
+                    got: g.cloned(),
+                }),
+            }
+        })
+        .collect()
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let file = ctx.releases()?;
+    crate::docker::ping()?;
+    let inspect = crate::docker::inspect_image(&args.image)?;
+    let mut facts = inspect_facts(&inspect);
+    let name = args
+        .release
+        .clone()
+        .or_else(|| facts.get("label:io.astronomer.docker.ac.version").cloned());
+    let release: Release = file.get(name.as_deref())?.clone();
+    let flavour = if facts.contains_key("label:io.astronomer.docker.airflow.onbuild") {
+        Flavour::Onbuild
+    } else {
+        Flavour::Base
+    };
+    let lock_sha = crate::build::sha256_file(&file.lock_path(&release))?;
+    let mut expected = expected_inspect(&release, flavour, &lock_sha);
+
+    if !args.no_run {
+        let out = crate::docker::docker()
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "host",
+                "--entrypoint",
+                "/bin/sh",
+            ])
+            .arg(&args.image)
+            .args(["-c", &probe_script()])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .context("cannot run docker")?;
+        if out.stdout.is_empty() {
+            bail!(
+                "the probe printed nothing: cannot run /bin/sh in {}",
+                args.image
+            );
+        }
+        facts.extend(parse_probe(&String::from_utf8_lossy(&out.stdout)));
+        expected.extend(expected_probe(&release));
+    }
+
+    let diffs = compare(&expected, &facts);
+    for d in &diffs {
+        println!("{d}");
+    }
+    if diffs.is_empty() {
+        println!(
+            "{}: matches release {} ({flavour}, {} checks)",
+            args.image,
+            release.name(),
+            expected.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{}: {} of {} checks differ from release {} ({flavour})",
+            args.image,
+            diffs.len(),
+            expected.len(),
+            release.name()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release() -> Release {
+        Release {
+            airflow: "2.10.5".into(),
+            build: 1,
+            distro: "bookworm".into(),
+            python: "3.11".into(),
+            released: "2025-02-10".into(),
+            extras: vec![],
+            packages: vec![],
+            lock: "l".into(),
+        }
+    }
+
+    fn inspect_json() -> Value {
+        serde_json::json!({
+            "Config": {
+                "User": "astro",
+                "WorkingDir": "/usr/local/airflow",
+                "Entrypoint": ["/entrypoint"],
+                "Cmd": ["airflow", "--help"],
+                "Env": ["AIRFLOW_HOME=/usr/local/airflow", "PYTHONPATH=/usr/local/airflow",
+                        "ASTRONOMER_USER=astro", "ASTRONOMER_UID=50000", "LANG=C.UTF-8"],
+                "OnBuild": null,
+                "Labels": {
+                    "io.astronomer.docker": "true",
+                    "io.astronomer.docker.distro": "debian",
+                    "io.astronomer.docker.module": "airflow",
+                    "io.astronomer.docker.component": "airflow",
+                    "io.astronomer.docker.uid": "50000",
+                    "io.astronomer.docker.airflow.version": "2.10.5",
+                    "io.astronomer.docker.ac.version": "2.10.5-1",
+                    "io.astronomer.docker.airflow.lock.sha256": "abc",
+                    "io.astronomer.docker.build.time": "2026-01-01T00:00:00Z",
+                    "io.astronomer.docker.build.repo": "https://x",
+                    "maintainer": "Astronomer",
+                    "org.opencontainers.image.version": "2.10.5-1-bookworm",
+                    "org.opencontainers.image.created": "2026-01-01T00:00:00Z",
+                    "org.opencontainers.image.source": "https://x"
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn a_matching_image_has_no_differences() {
+        let facts = inspect_facts(&inspect_json());
+        let diffs = compare(&expected_inspect(&release(), Flavour::Base, "abc"), &facts);
+        assert!(diffs.is_empty(), "{diffs:?}");
+    }
+
+    #[test]
+    fn every_difference_is_reported_with_what_was_found() {
+        let mut v = inspect_json();
+        v["Config"]["User"] = "root".into();
+        v["Config"]["Cmd"] = serde_json::json!(["bash"]);
+        v["Config"]["Labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("io.astronomer.docker.uid");
+        let facts = inspect_facts(&v);
+        let diffs = compare(&expected_inspect(&release(), Flavour::Base, "zzz"), &facts);
+        let text: Vec<String> = diffs.iter().map(ToString::to_string).collect();
+        assert_eq!(diffs.len(), 4, "{text:?}");
+        assert!(text.contains(&r#"config:User: expected "astro", found "root""#.to_owned()));
+        assert!(text.contains(
+            &r#"config:Cmd: expected "[\"airflow\",\"--help\"]", found "[\"bash\"]""#.to_owned()
+        ));
+        assert!(text.contains(
+            &r#"label:io.astronomer.docker.uid: expected "50000", found nothing"#.to_owned()
+        ));
+        assert!(text
+            .iter()
+            .any(|t| t.starts_with("label:io.astronomer.docker.airflow.lock.sha256")));
+    }
+
+    #[test]
+    fn onbuild_needs_its_label_and_triggers() {
+        let mut v = inspect_json();
+        let facts = inspect_facts(&v);
+        let diffs = compare(
+            &expected_inspect(&release(), Flavour::Onbuild, "abc"),
+            &facts,
+        );
+        assert_eq!(diffs.len(), 6, "{diffs:?}");
+        v["Config"]["Labels"]["io.astronomer.docker.airflow.onbuild"] = "true".into();
+        v["Config"]["OnBuild"] = serde_json::json!([
+            "COPY packages.txt .",
+            "USER root",
+            "RUN ap-onbuild-packages packages.txt",
+            "COPY requirements.txt .",
+            "ARG PIP_CA_PEM=\"\"",
+            "RUN ap-onbuild-requirements requirements.txt",
+            "USER astro",
+            "COPY --chown=astro:astro . ."
+        ]);
+        let diffs = compare(
+            &expected_inspect(&release(), Flavour::Onbuild, "abc"),
+            &inspect_facts(&v),
+        );
+        assert!(diffs.is_empty(), "{diffs:?}");
+    }
+
+    #[test]
+    fn wants_match_as_documented() {
+        assert!(Want::HasItem("/usr/local/airflow".into()).accepts("/x:/usr/local/airflow"));
+        assert!(!Want::HasItem("/usr/local/airflow".into()).accepts("/usr/local/airflow2"));
+        assert!(Want::HasItem("astrogroup".into()).accepts("astro astrogroup"));
+        assert!(Want::Contains("UTF-8".into()).accepts("C.UTF-8"));
+        assert!(!Want::NonEmpty.accepts("  "));
+    }
+
+    #[test]
+    fn probe_output_parses_and_compares() {
+        let out = "airflow.version=2.10.5\npath:/entrypoint=root:root 755\nnoise\npip.check=ok\n";
+        let facts = parse_probe(out);
+        assert_eq!(facts["path:/entrypoint"], "root:root 755");
+        let diffs = compare(&expected_probe(&release()), &facts);
+        assert!(!diffs
+            .iter()
+            .any(|d| d.fact == "airflow.version" || d.fact == "pip.check"));
+        assert!(diffs.iter().any(|d| d.fact == "id.uid" && d.got.is_none()));
+    }
+
+    #[test]
+    fn probe_script_is_valid_sh() {
+        let status = std::process::Command::new("sh")
+            .args(["-n", "-c", &probe_script()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
 }
