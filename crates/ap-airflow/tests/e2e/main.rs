@@ -1,0 +1,19 @@
+//! End-to-end tests of the built images: one test binary (`cargo test -p ap-airflow --test e2e`).
+//!
+//! They run only with `AP_AIRFLOW_E2E=1`, after `ap-airflow build` made the default release line's images; without
+//! it every test returns at once saying so. With it, a missing image or Docker engine is a failure, never a skip.
+//! Run them one at a time (`-- --test-threads=1`): each starts Airflow containers on the host network.
+//!
+//! * `harness`: the PostgreSQL and Redis guards and the helpers the other tests lean on.
+//! * `image`: facts of the base and onbuild images (user, labels, env, paths, config defaults, `pip check`, …).
+//! * `onbuild`: projects built FROM the onbuild image (packages.txt, requirements.txt, pin refusal, caching).
+//! * `executors`: LocalExecutor and CeleryExecutor against PostgreSQL and Redis, `/health`, a DAG run to
+//!   success, and `docker stop` of every component within its grace period.
+//! * `users`: started as root, as the platform UID 100 and as an arbitrary UID.
+
+mod executors;
+mod harness;
+mod image;
+mod onbuild;
+mod users;
+mod util;
