@@ -84,7 +84,6 @@ pub fn main() -> i32 {
             say!("{e}");
             return EXIT_STARTUP;
         }
-        init::reset_sigpipe();
         cmd.exec()
     }
 }

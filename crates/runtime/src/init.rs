@@ -2,11 +2,12 @@
 //! wait for them with `sigtimedwait` (so no handler, no self-pipe, no busy loop), forward each to the child,
 //! reap every zombie, exit with the child's status.
 //!
-//! The child is created with a raw `fork` + `execvp` on purpose: `std::process::Command` resets the signal mask
+//! The child is created with a raw `clone` + `execvp` on purpose: `std::process::Command` resets the signal mask
 //! to empty, and we must hand the child the mask and SIGTTIN/SIGTTOU dispositions *we* were started with.
 
 use crate::{debug, fatal, info, trace, warn};
 use std::ffi::{CString, OsString};
+use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
@@ -219,47 +220,145 @@ pub fn strerror(e: &io::Error) -> String {
     s.split(" (os error").next().unwrap_or(&s).to_string()
 }
 
-/// fork; in the child: own process group, terminal foreground if any, original signals, exec.
-pub fn spawn(cmd: &Command, sigs: &Signals) -> io::Result<libc::pid_t> {
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(os_err("fork failed"));
+/// Formats into a fixed stack buffer: the child below shares our memory until it execs and must not allocate.
+struct StackBuf {
+    buf: [u8; 768],
+    len: usize,
+}
+
+impl fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
     }
-    if pid > 0 {
-        return Ok(pid);
-    }
-    // Child. Every failure path ends in _exit so we never return into the parent's logic.
+}
+
+/// A log line from the child, without allocating (same format as [`crate::log`]).
+fn child_log(tag: &str, args: fmt::Arguments) {
+    let mut b = StackBuf {
+        buf: [0; 768],
+        len: 0,
+    };
+    let _ = fmt::write(
+        &mut b,
+        format_args!("[{tag} {} ({})] {args}\n", crate::log::name(), unsafe {
+            libc::getpid()
+        }),
+    );
+    unsafe { libc::write(libc::STDERR_FILENO, b.buf.as_ptr().cast(), b.len) };
+}
+
+fn errno() -> libc::c_int {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// What the child needs; everything is prepared before the clone.
+struct ChildCtx<'a> {
+    argv: Vec<*const libc::c_char>,
+    program: &'a std::ffi::CStr,
+    sigs: &'a Signals,
+}
+
+/// The child: own process group, the terminal's foreground if any, original signal state, exec.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points at the parent's ChildCtx, alive because the parent is suspended (CLONE_VFORK).
+    let ctx = unsafe { &*(arg as *const ChildCtx) };
     unsafe {
         if libc::setpgid(0, 0) < 0 {
-            fatal!("setpgid failed: {}", io::Error::last_os_error());
+            child_log(
+                "FATAL",
+                format_args!("setpgid failed: {}", strerror(&io::Error::last_os_error())),
+            );
             libc::_exit(1);
         }
         if libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp()) != 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOTTY) | Some(libc::ENXIO) | Some(libc::EBADF) => {
-                    debug!("tcsetpgrp failed: no tty (ok to proceed)")
+            match errno() {
+                libc::ENOTTY | libc::ENXIO | libc::EBADF => {
+                    if crate::log::verbosity() > 2 {
+                        child_log(
+                            "DEBUG",
+                            format_args!("tcsetpgrp failed: no tty (ok to proceed)"),
+                        );
+                    }
                 }
                 _ => {
-                    fatal!("tcsetpgrp failed: {e}");
+                    child_log(
+                        "FATAL",
+                        format_args!(
+                            "tcsetpgrp failed: {}",
+                            strerror(&io::Error::last_os_error())
+                        ),
+                    );
                     libc::_exit(1);
                 }
             }
         }
-        if let Err(e) = sigs.restore() {
-            fatal!("{e}");
+        let s = ctx.sigs;
+        if libc::sigprocmask(libc::SIG_SETMASK, &s.original_mask, std::ptr::null_mut()) != 0
+            || libc::sigaction(libc::SIGTTIN, &s.ttin, std::ptr::null_mut()) != 0
+            || libc::sigaction(libc::SIGTTOU, &s.ttou, std::ptr::null_mut()) != 0
+        {
+            child_log(
+                "FATAL",
+                format_args!(
+                    "restoring signals failed: {}",
+                    strerror(&io::Error::last_os_error())
+                ),
+            );
             libc::_exit(1);
         }
-        // Rust's runtime ignores SIGPIPE for itself; a child expects the default.
-        reset_sigpipe();
-        let status = cmd.exec();
-        libc::_exit(status);
+        libc::execvp(ctx.argv[0], ctx.argv.as_ptr());
+        let e = io::Error::last_os_error();
+        child_log(
+            "FATAL",
+            format_args!(
+                "exec {} failed: {}",
+                ctx.program.to_string_lossy(),
+                strerror(&e)
+            ),
+        );
+        libc::_exit(exec_status(&e));
     }
 }
 
-/// Give SIGPIPE back its default disposition (std::process::Command does the same for its children).
-pub fn reset_sigpipe() {
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+/// tini's exit status for a failed exec: 127 not found, 126 not executable.
+fn exec_status(e: &io::Error) -> i32 {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => 127,
+        Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => 126,
+        _ => 1,
+    }
+}
+
+/// Start `cmd` as our child. `clone(CLONE_VM | CLONE_VFORK)` on a private stack, as posix_spawn does: no page
+/// tables to copy, so starting the child costs less than tini's fork. All signals are blocked in us already,
+/// so no handler can run on the shared memory before the child execs.
+pub fn spawn(cmd: &Command, sigs: &Signals) -> io::Result<libc::pid_t> {
+    const STACK: usize = 64 * 1024;
+    let mut stack = vec![0u8; STACK];
+    let mut argv: Vec<*const libc::c_char> = cmd.args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let ctx = ChildCtx {
+        argv,
+        program: &cmd.args[0],
+        sigs,
+    };
+    // The stack grows down; hand clone its 16-byte-aligned top.
+    let top = ((stack.as_mut_ptr() as usize + STACK) & !15) as *mut libc::c_void;
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &ctx as *const ChildCtx as *mut libc::c_void,
+        )
+    };
+    if pid < 0 {
+        return Err(os_err("fork failed"));
+    }
+    Ok(pid)
 }
 
 /// Status as a shell would report it: code, or 128+N for a signal.

@@ -6,3 +6,7 @@
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     airflow_runtime::entry::main()
 }
+
+#[cfg(panic = "abort")]
+#[path = "../unwind_stubs.rs"]
+mod unwind_stubs;

@@ -74,3 +74,7 @@ fn err(s: &str, code: i32) -> i32 {
     let _ = std::io::stderr().write_all(s.as_bytes());
     code
 }
+
+#[cfg(panic = "abort")]
+#[path = "../unwind_stubs.rs"]
+mod unwind_stubs;
