@@ -101,6 +101,29 @@ fn root_with_unknown_user_stops() {
     }
 }
 
+/// A directory for the copy: on a mount that honours setuid bits, and root-owned and not group/other-writable
+/// all the way up, as the copy demands (unlike /tmp). The build's temp dir usually qualifies; /run often does.
+fn setuid_capable_dir() -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let candidates = [env!("CARGO_TARGET_TMPDIR"), "/run", "/var/lib", "/root"];
+    for c in candidates {
+        let p = Path::new(c);
+        let safe = p.ancestors().all(|d| {
+            fs::metadata(d)
+                .map(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
+                .unwrap_or(false)
+        });
+        let cpath = std::ffi::CString::new(c).unwrap();
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let suid = unsafe { libc::statvfs(cpath.as_ptr(), &mut st) } == 0
+            && st.f_flag & libc::ST_NOSUID == 0;
+        if safe && suid {
+            return p.to_path_buf();
+        }
+    }
+    panic!("no root-owned directory on a setuid-capable mount among {candidates:?}");
+}
+
 /// The image layout in miniature: a setuid-root copy, group-executable by one group, and its target file.
 struct SetuidCopy {
     dir: tempfile::TempDir,
@@ -112,10 +135,9 @@ const PLATFORM_GID: u32 = 4101;
 
 impl SetuidCopy {
     fn new(target: &str) -> SetuidCopy {
-        // /run: root-owned and not world-writable all the way up, as the copy demands (unlike /tmp).
         let dir = tempfile::Builder::new()
             .prefix("aprt-stepdown-")
-            .tempdir_in("/run")
+            .tempdir_in(setuid_capable_dir())
             .unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let copy = dir.path().join("stepdown");
