@@ -1,15 +1,781 @@
-//! `ap-airflow publish` (to be written).
+//! `ap-airflow publish`: pushes a release line's images to registries, keeping the tag promise.
+//!
+//! Rules (README "Tags and publishing"):
+//! * an immutable tag is written once; present with the same digest → skipped; with another digest → the whole
+//!   repository is refused (nothing written there) and the run exits non-zero;
+//! * a floating tag moves when this run newly wrote the immutable tag, with `--move-floating`, or to complete an
+//!   interrupted publish (immutable tag already ours, floating tag elsewhere, and ours the newest build of the line
+//!   in that repository); never while a higher build of the line is in the repository;
+//! * `--dev`: immutable and CI tags only, no floating tag is ever touched;
+//! * order per flavour: blobs, immutable manifest, CI tag, floating tag — a failure leaves at worst an immutable
+//!   tag without its floating move, which the completion rule finishes on retry.
 
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
+use anyhow::{bail, Context as _};
+
+use crate::local::{Blob, LocalImage};
+use crate::registry::client::{Client, Mount};
+use crate::registry::{builds_in, RegistryArgs, Repository};
+use crate::release::{Flavour, Release};
 use crate::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Release line, e.g. 2.10.5-1 (default: the newest in the release file).
     pub release: Option<String>,
+    /// Target repository, e.g. quay.io/astronomer/ap-airflow (repeat for several).
+    #[arg(long = "to", value_name = "REPO", required = true)]
+    pub to: Vec<String>,
+    /// The --to repositories are dev repositories: immutable and CI tags only, floating tags untouched.
+    #[arg(long)]
+    pub dev: bool,
+    /// CI build number: also tag `<floating>-<B>`.
+    #[arg(long)]
+    pub build_number: Option<u64>,
+    /// Print the exact actions and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Move floating tags to this build even when its immutable tags were already published.
+    #[arg(long)]
+    pub move_floating: bool,
+    /// Local repository the images are read from (default: the release file's `repository`).
+    #[arg(long, visible_alias = "from", value_name = "REPO")]
+    pub source_repository: Option<String>,
+    /// Folder for spooling `docker save` output (default: the system temp folder).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
-pub fn run(_ctx: &Context, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`ap-airflow publish` is not implemented yet")
+// ---------------------------------------------------------------------------------------------------------------
+// The planner: pure, from "what the registry has" to tag actions.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagKind {
+    Immutable,
+    Ci,
+    Floating,
+}
+
+/// One flavour as this run wants it.
+#[derive(Debug, Clone)]
+pub struct Want {
+    pub flavour: Flavour,
+    pub digest: String,
+    pub build: u32,
+    /// `<airflow>` and `<distro><suffix>`: a tag `<airflow>-<N>-<distro><suffix>` is build N of this line.
+    pub airflow: String,
+    pub line_tail: String,
+    pub immutable: String,
+    pub floating: String,
+    pub ci: Option<String>,
+}
+
+/// What a repository holds for one flavour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Have {
+    pub immutable: Option<String>,
+    pub floating: Option<String>,
+    pub ci: Option<String>,
+    /// Highest N among the repository's `<airflow>-<N>-<distro><suffix>` tags.
+    pub highest_build: Option<u32>,
+    /// The build whose immutable tag the floating tag equals (the highest if several), when any.
+    pub floating_build: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    pub dev: bool,
+    pub move_floating: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// New immutable tag: blobs, then the manifest.
+    Publish,
+    /// Put the manifest under a tag that is absent or points elsewhere.
+    Tag {
+        from: Option<String>,
+        why: String,
+    },
+    Skip(String),
+    Refuse(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub flavour: Flavour,
+    pub kind: TagKind,
+    pub tag: String,
+    pub digest: String,
+    pub action: Action,
+}
+
+/// The steps for one repository, in execution order. When any step is a refusal, every step is (nothing is written).
+pub fn plan(wants: &[Want], haves: &[Have], policy: Policy) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (w, h) in wants.iter().zip(haves) {
+        let step = |kind, tag: &str, action| Step {
+            flavour: w.flavour,
+            kind,
+            tag: tag.to_owned(),
+            digest: w.digest.clone(),
+            action,
+        };
+        let newly = h.immutable.is_none();
+        steps.push(step(
+            TagKind::Immutable,
+            &w.immutable,
+            match &h.immutable {
+                None => Action::Publish,
+                Some(d) if *d == w.digest => Action::Skip("already published with this digest".into()),
+                Some(d) => Action::Refuse(format!(
+                    "{} already holds {d}, the local image is {} (a rebuild needs a new build number)",
+                    w.immutable, w.digest
+                )),
+            },
+        ));
+        if let Some(ci) = &w.ci {
+            steps.push(step(
+                TagKind::Ci,
+                ci,
+                match &h.ci {
+                    None => Action::Tag {
+                        from: None,
+                        why: "CI build".into(),
+                    },
+                    Some(d) if *d == w.digest => Action::Skip("already points here".into()),
+                    Some(d) => {
+                        Action::Refuse(format!("CI tag {ci} already holds another image ({d})"))
+                    }
+                },
+            ));
+        }
+        let mv = |why: &str| Action::Tag {
+            from: h.floating.clone(),
+            why: why.to_owned(),
+        };
+        let floating = if policy.dev {
+            Action::Skip("--dev never touches floating tags".into())
+        } else if let Some(n) = h.highest_build.filter(|&n| n > w.build) {
+            Action::Skip(format!(
+                "build {n} of this line is newer; floating tags never move back"
+            ))
+        } else if h.floating.as_deref() == Some(&w.digest) {
+            Action::Skip("already points here".into())
+        } else if newly {
+            mv("new build")
+        } else if policy.move_floating {
+            mv("--move-floating")
+        } else if h.floating.is_none() {
+            // What an interrupted first publish leaves: immutable tag written, floating tag not yet.
+            mv("completing a publish: floating tag missing")
+        } else if let Some(n) = h.floating_build.filter(|&n| n < w.build) {
+            // What an interrupted publish of a new build leaves: floating tag still at the previous build.
+            mv(&format!(
+                "completing a publish: floating tag was at build {n}"
+            ))
+        } else {
+            Action::Skip(
+                "points to an image that is no older build of this line; --move-floating moves it"
+                    .into(),
+            )
+        };
+        steps.push(step(TagKind::Floating, &w.floating, floating));
+    }
+    if let Some(reason) = steps.iter().find_map(|s| match &s.action {
+        Action::Refuse(r) => Some(r.clone()),
+        _ => None,
+    }) {
+        for s in &mut steps {
+            if !matches!(s.action, Action::Refuse(_)) {
+                s.action = Action::Refuse(format!("repository refused: {reason}"));
+            }
+        }
+    }
+    steps
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Execution.
+
+/// One row of the final table.
+struct Row {
+    repo: String,
+    tag: String,
+    digest: String,
+    action: String,
+}
+
+struct Run<'a> {
+    dry_run: bool,
+    opts: crate::registry::Options,
+    clients: HashMap<String, Client>,
+    /// Per registry: blob digest → a repository that holds it (seen or pushed this run), for cross-repo mounts.
+    known: HashMap<String, HashMap<String, String>>,
+    rows: Vec<Row>,
+    problems: Vec<String>,
+    images: &'a BTreeMap<Flavour, LocalImage>,
+}
+
+fn human(bytes: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn say(line: &str) {
+    eprintln!("{line}");
+}
+
+impl Run<'_> {
+    fn client(&mut self, repo: &Repository) -> anyhow::Result<&mut Client> {
+        if !self.clients.contains_key(&repo.registry) {
+            let c = Client::connect(repo, &self.opts)?;
+            self.clients.insert(repo.registry.clone(), c);
+        }
+        Ok(self
+            .clients
+            .get_mut(&repo.registry)
+            .expect("inserted above"))
+    }
+
+    fn publish_repo(
+        &mut self,
+        repo: &Repository,
+        wants: &[Want],
+        policy: Policy,
+    ) -> anyhow::Result<()> {
+        let dry = self.dry_run;
+        let client = self.client(repo)?;
+        say(&format!("==> {repo} ({})", client.base_url()));
+        let tags = client.list_tags(&repo.name)?;
+        let mut haves = Vec::new();
+        for w in wants {
+            let has = |t: &str| tags.iter().any(|x| x == t);
+            let digest_of = |client: &mut Client, t: &str| -> anyhow::Result<Option<String>> {
+                if has(t) {
+                    client.manifest_digest(&repo.name, t)
+                } else {
+                    Ok(None)
+                }
+            };
+            haves.push(Have {
+                immutable: digest_of(client, &w.immutable)?,
+                floating: digest_of(client, &w.floating)?,
+                ci: match &w.ci {
+                    Some(t) => digest_of(client, t)?,
+                    None => None,
+                },
+                highest_build: builds_in(&tags, &w.airflow, &w.line_tail, "")
+                    .into_iter()
+                    .max(),
+                floating_build: None,
+            });
+            let h = haves.last_mut().expect("pushed above");
+            if h.floating.is_some()
+                && h.floating.as_deref() != Some(w.digest.as_str())
+                && h.immutable.is_some()
+            {
+                // Which older build is the floating tag at? Only needed to recognise an interrupted publish.
+                let mut older = builds_in(&tags, &w.airflow, &w.line_tail, "");
+                older.retain(|&n| n < w.build);
+                older.sort_unstable_by(|a, b| b.cmp(a));
+                for n in older {
+                    let tag = format!("{}-{n}-{}", w.airflow, w.line_tail);
+                    if client.manifest_digest(&repo.name, &tag)? == h.floating {
+                        h.floating_build = Some(n);
+                        break;
+                    }
+                }
+            }
+        }
+        let steps = plan(wants, &haves, policy);
+        let refused = steps.iter().any(|s| matches!(s.action, Action::Refuse(_)));
+        if refused {
+            let first = steps
+                .iter()
+                .find_map(|s| match &s.action {
+                    Action::Refuse(r) if !r.starts_with("repository refused") => Some(r.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            say(&format!("  refused: {first}; nothing written to {repo}"));
+            self.problems.push(format!("refused {repo}: {first}"));
+        }
+        for s in &steps {
+            let action = match &s.action {
+                Action::Refuse(_) => "refused".to_owned(),
+                Action::Skip(why) => {
+                    say(&format!("  skip {}: {why}", s.tag));
+                    if s.kind == TagKind::Immutable {
+                        // The registry holds this image here: its blobs can be mounted into other repositories.
+                        let image = &self.images[&s.flavour];
+                        let known = self.known.entry(repo.registry.clone()).or_default();
+                        for d in image
+                            .layers
+                            .iter()
+                            .map(|l| &l.blob.digest)
+                            .chain([&image.config_blob.digest])
+                        {
+                            known.entry(d.clone()).or_insert_with(|| repo.name.clone());
+                        }
+                    }
+                    format!("unchanged ({why})")
+                }
+                Action::Publish => {
+                    let image = &self.images[&s.flavour];
+                    self.push_blobs(repo, image)?;
+                    self.put(repo, &s.tag, image, "put manifest")?;
+                    "published".to_owned()
+                }
+                Action::Tag { from, why } => {
+                    let image = &self.images[&s.flavour];
+                    let verb = match (s.kind, from) {
+                        (TagKind::Floating, Some(_)) => "move tag",
+                        _ => "put tag",
+                    };
+                    self.put(repo, &s.tag, image, verb)?;
+                    match from {
+                        Some(old) => format!("moved from {} ({why})", short(old)),
+                        None => format!("tagged ({why})"),
+                    }
+                }
+            };
+            self.rows.push(Row {
+                repo: repo.to_string(),
+                tag: s.tag.clone(),
+                digest: s.digest.clone(),
+                action: if dry && !action.starts_with("unchanged") && action != "refused" {
+                    format!("would be {action}")
+                } else {
+                    action
+                },
+            });
+        }
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        repo: &Repository,
+        tag: &str,
+        image: &LocalImage,
+        verb: &str,
+    ) -> anyhow::Result<()> {
+        say(&format!("  {verb} {repo}:{tag} -> {}", image.digest));
+        if !self.dry_run {
+            let client = self.client(repo)?;
+            client.put_manifest(&repo.name, tag, &image.manifest, crate::local::MANIFEST_V2)?;
+        }
+        Ok(())
+    }
+
+    fn push_blobs(&mut self, repo: &Repository, image: &LocalImage) -> anyhow::Result<()> {
+        let dry = self.dry_run;
+        let mut blobs: Vec<(&str, Blob, Option<PathBuf>)> = image
+            .layers
+            .iter()
+            .map(|l| ("layer", l.blob.clone(), Some(l.path.clone())))
+            .collect();
+        blobs.push(("config", image.config_blob.clone(), None));
+        for (what, blob, path) in blobs {
+            let known_elsewhere = self
+                .known
+                .get(&repo.registry)
+                .and_then(|m| m.get(&blob.digest))
+                .filter(|r| **r != repo.name)
+                .cloned();
+            let client = self.client(repo)?;
+            if client.blob_exists(&repo.name, &blob.digest)? {
+                say(&format!("  skip {what} {} (present)", blob.digest));
+            } else {
+                let mut location = None;
+                if let Some(from) = &known_elsewhere {
+                    say(&format!(
+                        "  mount {what} {} {} from {from}",
+                        blob.digest, blob.size
+                    ));
+                    if !dry {
+                        match client.mount_blob(&repo.name, &blob.digest, from)? {
+                            Mount::Mounted => {}
+                            Mount::Upload(loc) => {
+                                say("    (registry did not mount; uploading)");
+                                location = Some(loc);
+                            }
+                        }
+                    }
+                } else {
+                    say(&format!(
+                        "  push {what} {} {} ({})",
+                        blob.digest,
+                        blob.size,
+                        human(blob.size)
+                    ));
+                    if !dry {
+                        location = Some(client.start_upload(&repo.name)?);
+                    }
+                }
+                if let Some(loc) = location {
+                    let mut reader: Box<dyn std::io::Read> = match &path {
+                        Some(p) => Box::new(
+                            File::open(p)
+                                .with_context(|| format!("cannot open {}", p.display()))?,
+                        ),
+                        None => Box::new(std::io::Cursor::new(image.config.clone())),
+                    };
+                    let bar = indicatif::ProgressBar::new(blob.size);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "    {bytes}/{total_bytes} {bar:30} {bytes_per_sec}",
+                        )
+                        .expect("static template"),
+                    );
+                    let mut wrapped = bar.wrap_read(&mut reader);
+                    let r = client.finish_upload(
+                        &repo.name,
+                        &loc,
+                        &blob.digest,
+                        blob.size,
+                        &mut wrapped,
+                    );
+                    bar.finish_and_clear();
+                    r?;
+                }
+            }
+            self.known
+                .entry(repo.registry.clone())
+                .or_default()
+                .insert(blob.digest.clone(), repo.name.clone());
+        }
+        Ok(())
+    }
+}
+
+fn short(digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    format!("sha256:{}", &hex[..hex.len().min(12)])
+}
+
+pub fn wants(
+    release: &Release,
+    images: &BTreeMap<Flavour, LocalImage>,
+    build_number: Option<u64>,
+) -> Vec<Want> {
+    Flavour::ALL
+        .iter()
+        .map(|&f| Want {
+            flavour: f,
+            digest: images[&f].digest.clone(),
+            build: release.build,
+            airflow: release.airflow.clone(),
+            line_tail: format!("{}{}", release.distro, f.suffix()),
+            immutable: release.immutable_tag(f),
+            floating: release.floating_tag(f),
+            ci: build_number.map(|b| release.ci_tag(f, b)),
+        })
+        .collect()
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let file = ctx.releases()?;
+    let release = file.get(args.release.as_deref())?;
+    let mut targets = Vec::new();
+    for t in &args.to {
+        let r = Repository::parse(t)?;
+        if !targets.contains(&r) {
+            targets.push(r);
+        }
+    }
+    if args.dev {
+        // The historic accident: dev images in the production repository.
+        let prod = Repository::parse(&file.defaults.repository)?;
+        if let Some(t) = targets.iter().find(|t| **t == prod) {
+            bail!(
+                "--dev refuses {t}: it is the production repository of {}",
+                file.path.display()
+            );
+        }
+    }
+    let source = args
+        .source_repository
+        .clone()
+        .unwrap_or_else(|| file.defaults.repository.clone());
+    let spool = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut images = BTreeMap::new();
+    for f in Flavour::ALL {
+        let reference = format!("{source}:{}", release.immutable_tag(f));
+        say(&format!("reading {reference} from the Docker engine"));
+        let image = LocalImage::load(&reference, &spool)?;
+        say(&format!(
+            "  {} ({} layers)",
+            image.digest,
+            image.layers.len()
+        ));
+        images.insert(f, image);
+    }
+    let wants = wants(release, &images, args.build_number);
+    let policy = Policy {
+        dev: args.dev,
+        move_floating: args.move_floating,
+    };
+    let mut run = Run {
+        dry_run: args.dry_run,
+        opts: args.registry.options(),
+        clients: HashMap::new(),
+        known: HashMap::new(),
+        rows: Vec::new(),
+        problems: Vec::new(),
+        images: &images,
+    };
+    if args.dry_run {
+        say("dry run: nothing is written");
+    }
+    for repo in &targets {
+        if let Err(e) = run.publish_repo(repo, &wants, policy) {
+            let line = format!("{e:#}").replace('\n', " ");
+            say(&format!("  failed: {line}"));
+            run.problems.push(format!("failed {repo}: {line}"));
+        }
+    }
+    let mut rows = vec![["REPOSITORY", "TAG", "DIGEST", "ACTION"].map(String::from)];
+    rows.extend(run.rows.iter().map(|r| {
+        [
+            r.repo.clone(),
+            r.tag.clone(),
+            r.digest.clone(),
+            r.action.clone(),
+        ]
+    }));
+    print!("{}", crate::output::columns(&rows));
+    let (blobs, manifests) = run.clients.values().fold((0, 0), |(b, m), c| {
+        (b + c.blob_bytes_sent, m + c.manifest_bytes_sent)
+    });
+    println!(
+        "sent {} bytes (blobs {blobs}, manifests {manifests}) in {:.1} s{}",
+        blobs + manifests,
+        started.elapsed().as_secs_f64(),
+        if args.dry_run { " (dry run)" } else { "" }
+    );
+    if run.problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &run.problems {
+            eprintln!("ap-airflow: {p}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:new";
+    const OLD: &str = "sha256:old";
+    const OTHER: &str = "sha256:other";
+
+    fn want(ci: bool) -> Want {
+        Want {
+            flavour: Flavour::Base,
+            digest: D.into(),
+            build: 2,
+            airflow: "2.10.5".into(),
+            line_tail: "bookworm".into(),
+            immutable: "2.10.5-2-bookworm".into(),
+            floating: "2.10.5-bookworm".into(),
+            ci: ci.then(|| "2.10.5-bookworm-77".into()),
+        }
+    }
+
+    fn have(
+        immutable: Option<&str>,
+        floating: Option<&str>,
+        highest: Option<u32>,
+        fbuild: Option<u32>,
+    ) -> Have {
+        Have {
+            immutable: immutable.map(String::from),
+            floating: floating.map(String::from),
+            ci: None,
+            highest_build: highest,
+            floating_build: fbuild,
+        }
+    }
+
+    /// (case, have, policy, immutable action, floating action) with actions as short words.
+    fn word(a: &Action) -> &'static str {
+        match a {
+            Action::Publish => "publish",
+            Action::Tag { .. } => "move",
+            Action::Skip(_) => "skip",
+            Action::Refuse(_) => "refuse",
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let p = Policy::default();
+        let mf = Policy {
+            move_floating: true,
+            ..p
+        };
+        let dev = Policy { dev: true, ..p };
+        let cases = [
+            (
+                "first publish",
+                have(None, None, None, None),
+                p,
+                "publish",
+                "move",
+            ),
+            (
+                "new build over build 1",
+                have(None, Some(OLD), Some(1), Some(1)),
+                p,
+                "publish",
+                "move",
+            ),
+            (
+                "re-publish",
+                have(Some(D), Some(D), Some(2), Some(2)),
+                p,
+                "skip",
+                "skip",
+            ),
+            (
+                "rebuild under the same tag",
+                have(Some(OTHER), Some(OTHER), Some(2), Some(2)),
+                p,
+                "refuse",
+                "refuse",
+            ),
+            (
+                "old build re-run after build 3",
+                have(Some(D), Some(OTHER), Some(3), Some(3)),
+                p,
+                "skip",
+                "skip",
+            ),
+            (
+                "old build newly mirrored, 3 exists",
+                have(None, Some(OTHER), Some(3), Some(3)),
+                p,
+                "publish",
+                "skip",
+            ),
+            (
+                "--move-floating cannot go back",
+                have(Some(D), Some(OTHER), Some(3), Some(3)),
+                mf,
+                "skip",
+                "skip",
+            ),
+            (
+                "interrupted: floating still at 1",
+                have(Some(D), Some(OLD), Some(2), Some(1)),
+                p,
+                "skip",
+                "move",
+            ),
+            (
+                "interrupted: floating missing",
+                have(Some(D), None, Some(2), None),
+                p,
+                "skip",
+                "move",
+            ),
+            (
+                "floating at an unknown image",
+                have(Some(D), Some(OTHER), Some(2), None),
+                p,
+                "skip",
+                "skip",
+            ),
+            (
+                "... moved with --move-floating",
+                have(Some(D), Some(OTHER), Some(2), None),
+                mf,
+                "skip",
+                "move",
+            ),
+            (
+                "dev first publish",
+                have(None, None, None, None),
+                dev,
+                "publish",
+                "skip",
+            ),
+            (
+                "dev rebuild is refused too",
+                have(Some(OTHER), None, Some(2), None),
+                dev,
+                "refuse",
+                "refuse",
+            ),
+        ];
+        for (case, h, policy, imm, fl) in cases {
+            let steps = plan(&[want(false)], &[h], policy);
+            assert_eq!(steps.len(), 2, "{case}");
+            assert_eq!(steps[0].kind, TagKind::Immutable);
+            assert_eq!(steps[1].kind, TagKind::Floating);
+            assert_eq!(
+                (word(&steps[0].action), word(&steps[1].action)),
+                (imm, fl),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn ci_tags() {
+        let mut h = have(None, None, None, None);
+        let steps = plan(&[want(true)], &[h.clone()], Policy::default());
+        let kinds: Vec<_> = steps.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [TagKind::Immutable, TagKind::Ci, TagKind::Floating],
+            "order"
+        );
+        assert_eq!(word(&steps[1].action), "move");
+        h.ci = Some(OTHER.into());
+        let steps = plan(&[want(true)], &[h], Policy::default());
+        assert!(steps.iter().all(|s| matches!(s.action, Action::Refuse(_))));
+    }
+
+    #[test]
+    fn one_refusal_refuses_the_whole_repository() {
+        let mut onbuild = want(false);
+        onbuild.flavour = Flavour::Onbuild;
+        let steps = plan(
+            &[want(false), onbuild],
+            &[
+                have(None, None, None, None),
+                have(Some(OTHER), None, Some(2), None),
+            ],
+            Policy::default(),
+        );
+        assert_eq!(steps.len(), 4);
+        assert!(steps.iter().all(|s| matches!(s.action, Action::Refuse(_))));
+        let Action::Refuse(r) = &steps[0].action else {
+            unreachable!()
+        };
+        assert!(r.contains("sha256:other"), "{r}");
+    }
 }
