@@ -563,7 +563,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             r.action.clone(),
         ]
     }));
-    print!("{}", crate::output::columns(&rows));
+    if rows.len() > 1 {
+        print!("{}", crate::output::columns(&rows));
+    }
     let (blobs, manifests) = run.clients.values().fold((0, 0), |(b, m), c| {
         (b + c.blob_bytes_sent, m + c.manifest_bytes_sent)
     });

@@ -1,0 +1,467 @@
+//! `ap-airflow publish` and `next-build` against Debian's real `docker-registry` on loopback ports.
+//! Every test has its own registry, storage and images, so tests run in parallel.
+
+mod util;
+
+use util::*;
+
+fn assert_ok(out: &Out) {
+    assert_eq!(out.code, 0, "{out:?}");
+}
+
+/// After a complete publish: all four tags, floating = immutable per flavour.
+fn assert_published(reg: &Registry, repo: &str) {
+    let imm = reg.digest(repo, IMM).expect("immutable tag");
+    let imm_on = reg.digest(repo, IMM_ON).expect("onbuild immutable tag");
+    assert_eq!(reg.digest(repo, FLOAT), Some(imm.clone()));
+    assert_eq!(reg.digest(repo, FLOAT_ON), Some(imm_on.clone()));
+    assert_ne!(imm, imm_on);
+}
+
+#[test]
+fn first_publish_then_republish_sends_no_layer() {
+    let reg = Registry::start();
+    let img = Images::new(1, "a");
+    let to = [reg.repo("astronomer/ap-airflow")];
+    let first = publish(&img, &to, &[], &[]);
+    assert_ok(&first);
+    assert_published(&reg, "astronomer/ap-airflow");
+    assert!(first.blob_bytes() > 2 * 96 * 1024, "{first:?}");
+    assert!(first.stdout.contains("published"), "{first:?}");
+    let manifest = reg.manifest("astronomer/ap-airflow", IMM);
+
+    let again = publish(&img, &to, &[], &[]);
+    assert_ok(&again);
+    assert_eq!(again.blob_bytes(), 0, "{again:?}");
+    assert!(again.stdout.contains("sent 0 bytes"), "{again:?}");
+    assert!(again.stderr.contains("already published"), "{again:?}");
+    // Same local image, same manifest bytes: the digest is a function of the image.
+    assert_eq!(reg.manifest("astronomer/ap-airflow", IMM), manifest);
+}
+
+#[test]
+fn rebuilt_image_under_an_existing_immutable_tag_is_refused() {
+    let reg = Registry::start();
+    let to = [reg.repo("astronomer/ap-airflow")];
+    let a = Images::new(1, "a");
+    assert_ok(&publish(&a, &to, &[], &[]));
+    let before = reg.state("astronomer/ap-airflow");
+
+    let b = Images::new(1, "b-rebuilt");
+    let out = publish(&b, &to, &[], &[]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("refused {}", to[0])),
+        "{out:?}"
+    );
+    let refusals = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("ap-airflow: refused"))
+        .count();
+    assert_eq!(refusals, 1, "one line per refused repository: {out:?}");
+    assert_eq!(out.blob_bytes(), 0);
+    assert_eq!(reg.state("astronomer/ap-airflow"), before, "nothing moved");
+}
+
+#[test]
+fn a_new_build_adds_its_immutable_tag_and_moves_floating_never_back() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let to = [reg.repo(repo)];
+    let one = Images::new(1, "one");
+    assert_ok(&publish(&one, &to, &[], &[]));
+    let build1 = reg.digest(repo, IMM).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let rel2 = releases_with_build(dir.path(), 2);
+    let two = Images::new(2, "two");
+    let out = tool(
+        &[
+            "--releases",
+            rel2.to_str().unwrap(),
+            "publish",
+            "2.10.5-2",
+            "--from",
+            &two.repo,
+            "--to",
+            &to[0],
+        ],
+        &[],
+    );
+    assert_ok(&out);
+    let build2 = reg
+        .digest(repo, "2.10.5-2-bookworm")
+        .expect("new immutable tag");
+    assert_ne!(build1, build2);
+    assert_eq!(
+        reg.digest(repo, IMM),
+        Some(build1.clone()),
+        "old immutable tag kept"
+    );
+    assert_eq!(
+        reg.digest(repo, FLOAT),
+        Some(build2.clone()),
+        "floating moved"
+    );
+    assert_eq!(
+        reg.digest(repo, FLOAT_ON),
+        reg.digest(repo, "2.10.5-2-bookworm-onbuild")
+    );
+
+    // Re-running build 1 (even with --move-floating) never moves the floating tag back.
+    for extra in [&[][..], &["--move-floating"][..]] {
+        let out = publish(&one, &to, extra, &[]);
+        assert_ok(&out);
+        assert!(
+            out.stderr.contains("build 2 of this line is newer"),
+            "{out:?}"
+        );
+        assert_eq!(reg.digest(repo, FLOAT), Some(build2.clone()));
+    }
+
+    let next = tool(&["next-build", RELEASE, "--repo", &to[0]], &[]);
+    assert_ok(&next);
+    assert_eq!(next.stdout.trim(), "3");
+}
+
+#[test]
+fn two_repositories_one_refused_the_other_published_with_mounted_blobs() {
+    let reg = Registry::start();
+    let (r1, r2, r3) = ("prod/ap-airflow", "mirror/ap-airflow", "third/ap-airflow");
+    let a = Images::new(1, "a");
+    // r1 already has the same image: skipped there, and the source of mounts into r2.
+    assert_ok(&publish(&a, &[reg.repo(r1)], &[], &[]));
+    let out = publish(&a, &[reg.repo(r1), reg.repo(r2)], &[], &[]);
+    assert_ok(&out);
+    assert_published(&reg, r2);
+    assert_eq!(
+        out.blob_bytes(),
+        0,
+        "same registry: blobs mounted, not sent: {out:?}"
+    );
+    assert!(out.stderr.contains("mount layer"), "{out:?}");
+    assert!(
+        out.stdout.lines().count() >= 9,
+        "a table row per tag: {out:?}"
+    );
+
+    // r3 holds another build under the same immutable tag: refused there, r2-like repos still published.
+    let b = Images::new(1, "b");
+    assert_ok(&publish(&b, &[reg.repo(r3)], &[], &[]));
+    let before = reg.state(r3);
+    let r4 = "fourth/ap-airflow";
+    let out = publish(&a, &[reg.repo(r3), reg.repo(r4)], &[], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(reg.state(r3), before);
+    assert_published(&reg, r4);
+    assert_eq!(reg.digest(r4, IMM), reg.digest(r1, IMM));
+}
+
+#[test]
+fn dev_publishes_immutable_and_ci_tags_only() {
+    let reg = Registry::start();
+    let repo = "astronomer-dev/ap-airflow";
+    let a = Images::new(1, "dev");
+    let out = publish(
+        &a,
+        &[reg.repo(repo)],
+        &["--dev", "--build-number", "77"],
+        &[],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        reg.tags(repo),
+        [
+            IMM,
+            IMM_ON,
+            "2.10.5-bookworm-77",
+            "2.10.5-bookworm-onbuild-77"
+        ]
+        .map(String::from)
+        .to_vec()
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        reg.digest(repo, "2.10.5-bookworm-77"),
+        reg.digest(repo, IMM)
+    );
+
+    // The production repository of the release file is never a dev target (no traffic: refused up front).
+    let out = publish(
+        &a,
+        &["docker.io/astronomerinc/ap-airflow".into()],
+        &["--dev"],
+        &[],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("--dev refuses docker.io/astronomerinc/ap-airflow"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn dry_run_prints_actions_and_changes_nothing() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let a = Images::new(1, "a");
+    let out = publish(&a, &[reg.repo(repo)], &["--dry-run"], &[]);
+    assert_ok(&out);
+    assert!(reg.tags(repo).is_empty(), "dry run wrote tags");
+    assert!(out.stderr.contains("push layer sha256:"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("put manifest {}:{IMM}", reg.repo(repo))),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("would be published"), "{out:?}");
+    assert!(out.stdout.contains("sent 0 bytes"), "{out:?}");
+
+    assert_ok(&publish(&a, &[reg.repo(repo)], &[], &[]));
+    let before = reg.state(repo);
+    let dir = tempfile::tempdir().unwrap();
+    let rel2 = releases_with_build(dir.path(), 2);
+    let two = Images::new(2, "two");
+    let out = tool(
+        &[
+            "--releases",
+            rel2.to_str().unwrap(),
+            "publish",
+            "2.10.5-2",
+            "--from",
+            &two.repo,
+            "--to",
+            &reg.repo(repo),
+            "--dry-run",
+            "--build-number",
+            "5",
+        ],
+        &[],
+    );
+    assert_ok(&out);
+    assert!(out.stderr.contains("move tag"), "{out:?}");
+    assert!(out.stdout.contains("would be moved"), "{out:?}");
+    assert_eq!(reg.state(repo), before, "dry run changed the registry");
+}
+
+#[test]
+fn a_registry_going_down_mid_publish_is_finished_by_a_retry() {
+    let repo = "astronomer/ap-airflow";
+    let a = Images::new(1, "a");
+    // Two ways to die: during the first blob upload, and between the immutable tag and its floating move.
+    for trigger in [
+        format!("PUT /v2/{repo}/blobs/uploads/"),
+        format!("PUT /v2/{repo}/manifests/{FLOAT} "),
+    ] {
+        let mut reg = Registry::start();
+        let proxy = CutProxy::start(reg.port, &trigger);
+        let via = format!("127.0.0.1:{}/{repo}", proxy.port);
+        let out = publish(&a, &[via], &[], &[]);
+        assert!(
+            proxy.cut.load(std::sync::atomic::Ordering::SeqCst),
+            "trigger {trigger:?} never sent"
+        );
+        assert_eq!(out.code, 1, "{out:?}");
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("ap-airflow: failed 127.0.0.1:"), "{out:?}");
+        assert!(last.contains("registry 127.0.0.1:"), "{out:?}");
+
+        // Whatever is tagged is complete: an immutable tag is never there without all its blobs.
+        let state = reg.state(repo);
+        assert!(state.iter().all(|(t, _)| t == IMM), "{state:?}");
+
+        // The registry restarts on the same storage; the retry finishes the publish.
+        reg.restart();
+        let out = publish(&a, &[reg.repo(repo)], &[], &[]);
+        assert_ok(&out);
+        assert_published(&reg, repo);
+    }
+}
+
+#[test]
+fn next_build_follows_pagination() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let to = reg.repo(repo);
+    let empty = tool(&["next-build", RELEASE, "--repo", &to], &[]);
+    assert_ok(&empty);
+    assert_eq!(empty.stdout.trim(), "1", "absent repository: {empty:?}");
+
+    let a = Images::new(1, "a");
+    assert_ok(&publish(&a, std::slice::from_ref(&to), &[], &[]));
+    let manifest = reg.manifest(repo, IMM);
+    for n in [2, 3, 5, 8, 13] {
+        reg.put_manifest(repo, &format!("2.10.5-{n}-bookworm"), &manifest);
+    }
+    reg.put_manifest(repo, "2.10.5-21-bookworm-onbuild", &manifest);
+    reg.put_manifest(repo, "2.10.5-99-bullseye", &manifest);
+    reg.put_manifest(repo, "2.10.4-50-bookworm", &manifest);
+    assert!(reg.tags(repo).len() > 10);
+    for page in ["2", "3", "100"] {
+        let out = tool(
+            &["next-build", RELEASE, "--repo", &to, "--page-size", page],
+            &[],
+        );
+        assert_ok(&out);
+        assert_eq!(out.stdout.trim(), "22", "page size {page}");
+    }
+}
+
+#[test]
+fn auth_and_tls_registry() {
+    let reg = Registry::start_secure();
+    let auth = reg.auth.as_ref().unwrap();
+    let repo = "astronomer/ap-airflow";
+    let to = [reg.repo(repo)];
+    let ca = auth.ca.to_str().unwrap();
+    let a = Images::new(1, "a");
+
+    // Untrusted certificate: a clear error, no downgrade to plain HTTP.
+    let out = publish(
+        &a,
+        &to,
+        &[],
+        &[
+            ("REGISTRY_USERNAME", &auth.user),
+            ("REGISTRY_PASSWORD", &auth.password),
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("certificate"), "{out:?}");
+
+    // No credentials.
+    let out = publish(&a, &to, &["--ca-cert", ca], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("requires authentication and no credentials"),
+        "{out:?}"
+    );
+
+    // Wrong password: named as such, never printed.
+    let wrong = "wrong-Pa55word";
+    let out = publish(
+        &a,
+        &to,
+        &["--ca-cert", ca],
+        &[
+            ("REGISTRY_USERNAME", &auth.user),
+            ("REGISTRY_PASSWORD", wrong),
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("authentication to 127.0.0.1:"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("failed for user publisher"), "{out:?}");
+    assert!(!out.all().contains(wrong), "{out:?}");
+
+    // Credentials from a Docker config.json.
+    let cfg = tempfile::tempdir().unwrap();
+    let b64 = base64_encode(&format!("{}:{}", auth.user, auth.password));
+    std::fs::write(
+        cfg.path().join("config.json"),
+        format!(
+            r#"{{"auths":{{"https://{}":{{"auth":"{b64}"}}}}}}"#,
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let out = publish(
+        &a,
+        &to,
+        &["--ca-cert", ca],
+        &[("DOCKER_CONFIG", cfg.path().to_str().unwrap())],
+    );
+    assert_ok(&out);
+    assert_published(&reg, repo);
+    assert!(!out.all().contains(&auth.password));
+
+    // And from REGISTRY_USERNAME/REGISTRY_PASSWORD, with the CA from SSL_CERT_FILE.
+    let out = tool(
+        &["next-build", RELEASE, "--repo", &to[0]],
+        &[
+            ("REGISTRY_USERNAME", &auth.user),
+            ("REGISTRY_PASSWORD", &auth.password),
+            ("SSL_CERT_FILE", ca),
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(out.stdout.trim(), "2");
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    let port = free_port();
+    let a = Images::new(1, "bad");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "publish".into(),
+                RELEASE.into(),
+                "--to".into(),
+                "127.0.0.1:5000/Bad/Name".into(),
+            ],
+            "malformed repository reference",
+        ),
+        (
+            vec![
+                "publish".into(),
+                "9.9.9-1".into(),
+                "--to".into(),
+                "127.0.0.1:5000/a".into(),
+            ],
+            "unknown release",
+        ),
+        (
+            vec![
+                "publish".into(),
+                RELEASE.into(),
+                "--from".into(),
+                a.repo.clone(),
+                "--to".into(),
+                format!("127.0.0.1:{port}/a"),
+            ],
+            "cannot reach registry",
+        ),
+        (
+            vec![
+                "next-build".into(),
+                RELEASE.into(),
+                "--repo".into(),
+                format!("127.0.0.1:{port}/a"),
+            ],
+            "cannot reach registry",
+        ),
+        (
+            vec![
+                "publish".into(),
+                RELEASE.into(),
+                "--from".into(),
+                "ap-airflow-regtest/absent".into(),
+                "--to".into(),
+                "127.0.0.1:5000/a".into(),
+            ],
+            "not found in the Docker engine",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tool(&args, &[]);
+        assert_ne!(out.code, 0, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(want), "{args:?}: {out:?}");
+        let last = out.stderr.lines().last().unwrap();
+        assert!(last.starts_with("ap-airflow: "), "{out:?}");
+    }
+}

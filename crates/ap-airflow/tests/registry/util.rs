@@ -1,0 +1,547 @@
+//! Helpers: a real `docker-registry` on a free loopback port, tiny local images, the tool itself, a proxy that dies.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const RELEASE: &str = "2.10.5-1";
+pub const IMM: &str = "2.10.5-1-bookworm";
+pub const IMM_ON: &str = "2.10.5-1-bookworm-onbuild";
+pub const FLOAT: &str = "2.10.5-bookworm";
+pub const FLOAT_ON: &str = "2.10.5-bookworm-onbuild";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique to this test process and call.
+pub fn unique(what: &str) -> String {
+    format!(
+        "{what}{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub struct Auth {
+    pub user: String,
+    pub password: String,
+    /// The CA that signed the registry's certificate.
+    pub ca: PathBuf,
+}
+
+/// Debian's docker-registry with its own config and storage; killed on drop.
+pub struct Registry {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub auth: Option<Auth>,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        Self::start_with(false)
+    }
+
+    /// htpasswd (bcrypt) auth and TLS with a certificate from a throwaway CA.
+    pub fn start_secure() -> Registry {
+        Self::start_with(true)
+    }
+
+    fn start_with(secure: bool) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let d = dir.path();
+        let mut extra = String::new();
+        let mut auth = None;
+        if secure {
+            let ext = d.join("ext.cnf");
+            std::fs::write(
+                &ext,
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+            )
+            .unwrap();
+            let p = |n: &str| d.join(n).to_string_lossy().into_owned();
+            run_ok(
+                Command::new("openssl")
+                    .args([
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-days",
+                        "2",
+                        "-subj",
+                        "/CN=ap-airflow test CA",
+                        "-addext",
+                        "basicConstraints=critical,CA:TRUE",
+                        "-addext",
+                        "keyUsage=critical,keyCertSign",
+                        "-keyout",
+                        &p("ca.key"),
+                        "-out",
+                        &p("ca.pem"),
+                    ])
+                    .stderr(Stdio::null()),
+            );
+            run_ok(
+                Command::new("openssl")
+                    .args([
+                        "req",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-subj",
+                        "/CN=127.0.0.1",
+                        "-keyout",
+                        &p("key.pem"),
+                        "-out",
+                        &p("leaf.csr"),
+                    ])
+                    .stderr(Stdio::null()),
+            );
+            run_ok(
+                Command::new("openssl")
+                    .args([
+                        "x509",
+                        "-req",
+                        "-in",
+                        &p("leaf.csr"),
+                        "-CA",
+                        &p("ca.pem"),
+                        "-CAkey",
+                        &p("ca.key"),
+                        "-CAcreateserial",
+                        "-days",
+                        "2",
+                        "-extfile",
+                        &p("ext.cnf"),
+                        "-out",
+                        &p("cert.pem"),
+                    ])
+                    .stderr(Stdio::null()),
+            );
+            let password = "s3cret-Pa55".to_string();
+            let htpasswd = run_ok(Command::new("htpasswd").args(["-Bbn", "publisher", &password]));
+            std::fs::write(d.join("htpasswd"), htpasswd).unwrap();
+            extra = format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                p("htpasswd")
+            );
+            auth = Some(Auth {
+                user: "publisher".into(),
+                password,
+                ca: d.join("ca.pem"),
+            });
+        }
+        let tls = if secure {
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                d.join("cert.pem").display(),
+                d.join("key.pem").display()
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            d.join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{extra}http:\n  addr: 127.0.0.1:{port}\n  secret: test-secret\n{tls}",
+                d.join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut r = Registry {
+            port,
+            dir,
+            child: None,
+            auth,
+        };
+        r.launch();
+        r
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("log")).unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry is installed (apt-get install docker-registry)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "docker-registry exited ({status}): {}",
+                    std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "docker-registry did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Same storage, same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn repo(&self, name: &str) -> String {
+        format!("{}/{name}", self.host())
+    }
+
+    fn curl(&self) -> Command {
+        let mut c = Command::new("curl");
+        c.args(["-s", "--noproxy", "*"]);
+        if let Some(a) = &self.auth {
+            c.arg("--cacert").arg(&a.ca);
+            c.args(["-u", &format!("{}:{}", a.user, a.password)]);
+        }
+        c
+    }
+
+    fn url(&self, path: &str) -> String {
+        let scheme = if self.auth.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.host())
+    }
+
+    /// The digest a tag points at (None when absent), asked with curl, not with the tool under test.
+    pub fn digest(&self, repo: &str, tag: &str) -> Option<String> {
+        let out = run_ok(self.curl().args([
+            "-I",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &self.url(&format!("/v2/{repo}/manifests/{tag}")),
+        ]));
+        // HTTP/1.1 or HTTP/2 (TLS negotiates it): the status is the second word.
+        if out.split_whitespace().nth(1) != Some("200") {
+            return None;
+        }
+        out.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("docker-content-digest: ")
+                .map(|d| d.trim().to_owned())
+        })
+    }
+
+    pub fn manifest(&self, repo: &str, tag: &str) -> Vec<u8> {
+        let out = self
+            .curl()
+            .args([
+                "-H",
+                "Accept: application/vnd.docker.distribution.manifest.v2+json",
+                &self.url(&format!("/v2/{repo}/manifests/{tag}")),
+            ])
+            .output()
+            .unwrap();
+        out.stdout
+    }
+
+    pub fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) {
+        let f = self.dir.path().join(unique("m"));
+        std::fs::write(&f, bytes).unwrap();
+        let out = run_ok(self.curl().args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.docker.distribution.manifest.v2+json",
+            "--data-binary",
+            &format!("@{}", f.display()),
+            &self.url(&format!("/v2/{repo}/manifests/{tag}")),
+        ]));
+        assert_eq!(out, "201", "PUT {repo}:{tag}");
+    }
+
+    /// Sorted tags of a repository (empty when absent).
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        let out = run_ok(
+            self.curl()
+                .arg(self.url(&format!("/v2/{repo}/tags/list?n=10000"))),
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let mut tags: Vec<String> = v["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+
+    /// Every tag of a repository with its digest: the registry's whole visible state.
+    pub fn state(&self, repo: &str) -> Vec<(String, Option<String>)> {
+        self.tags(repo)
+            .into_iter()
+            .map(|t| {
+                let d = self.digest(repo, &t);
+                (t, d)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The two flavours of a release line as small local images (`docker import`), removed on drop.
+pub struct Images {
+    pub repo: String,
+    tags: Vec<String>,
+}
+
+impl Images {
+    /// `variant` changes the content, so two variants are two different builds of the same tags.
+    pub fn new(build: u32, variant: &str) -> Images {
+        Self::in_repo(
+            &format!("ap-airflow-regtest/{}", unique("img")),
+            build,
+            variant,
+        )
+    }
+
+    pub fn in_repo(repo: &str, build: u32, variant: &str) -> Images {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tags = Vec::new();
+        for suffix in ["", "-onbuild"] {
+            let root = dir.path().join(format!("root{suffix}"));
+            std::fs::create_dir_all(root.join("etc")).unwrap();
+            std::fs::write(root.join("etc/variant"), format!("{variant}{suffix}\n")).unwrap();
+            // Some incompressible bytes, so a layer is clearly bigger than a manifest.
+            let noise: Vec<u8> = (0..96 * 1024u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ variant.len() as u8)
+                .collect();
+            std::fs::write(root.join("etc/noise"), noise).unwrap();
+            let tag = format!("2.10.5-{build}-bookworm{suffix}");
+            let tar = dir.path().join(format!("root{suffix}.tar"));
+            run_ok(
+                Command::new("tar")
+                    .arg("-C")
+                    .arg(&root)
+                    .arg("-cf")
+                    .arg(&tar)
+                    .arg("."),
+            );
+            run_ok(
+                Command::new("docker")
+                    .args(["import", "--change", "CMD [\"/bin/true\"]"])
+                    .arg(&tar)
+                    .arg(format!("{repo}:{tag}")),
+            );
+            tags.push(format!("{repo}:{tag}"));
+        }
+        Images {
+            repo: repo.to_owned(),
+            tags,
+        }
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .arg("rmi")
+            .args(&self.tags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A release file like the committed one, with another build number.
+pub fn releases_with_build(dir: &Path, build: u32) -> PathBuf {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../releases.toml");
+    let text = std::fs::read_to_string(committed).unwrap();
+    assert!(text.contains("build = 1\n"));
+    let p = dir.join(format!("releases-{build}.toml"));
+    std::fs::write(
+        &p,
+        text.replace("build = 1\n", &format!("build = {build}\n")),
+    )
+    .unwrap();
+    p
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Bytes of blob uploads, from the summary line.
+    pub fn blob_bytes(&self) -> u64 {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("sent "))
+            .unwrap_or_else(|| panic!("no summary in {}", self.stdout));
+        line.split("(blobs ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The tool, with a clean credential environment unless `env` sets one.
+pub fn tool(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ap-airflow"));
+    cmd.args(args)
+        .env_remove("REGISTRY_USERNAME")
+        .env_remove("REGISTRY_PASSWORD")
+        .env_remove("AP_AIRFLOW_RELEASES")
+        .env("DOCKER_CONFIG", empty.path())
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `publish RELEASE --from <images> --to <repo>... extra...`
+pub fn publish(images: &Images, to: &[String], extra: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut args = vec!["publish", RELEASE, "--from", &images.repo];
+    for t in to {
+        args.push("--to");
+        args.push(t);
+    }
+    args.extend_from_slice(extra);
+    tool(&args, env)
+}
+
+/// A loopback TCP proxy that dies for good (drops every connection) once a client sends `trigger`.
+pub struct CutProxy {
+    pub port: u16,
+    pub cut: Arc<AtomicBool>,
+}
+
+impl CutProxy {
+    pub fn start(upstream: u16, trigger: &str) -> CutProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let trigger = trigger.as_bytes().to_vec();
+        let c = cut.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                if c.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (c2, trigger) = (c.clone(), trigger.clone());
+                let (mut s_read, mut c_write) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let (mut client, mut server) = (client, server);
+                    let mut window: Vec<u8> = Vec::new();
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        window.extend_from_slice(&buf[..n]);
+                        if window
+                            .windows(trigger.len())
+                            .any(|w| w == trigger.as_slice())
+                        {
+                            c2.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                        let keep = window.len().saturating_sub(trigger.len());
+                        window.drain(..keep);
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(Shutdown::Both);
+                    let _ = server.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        CutProxy { port, cut }
+    }
+}
