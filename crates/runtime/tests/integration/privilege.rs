@@ -177,6 +177,7 @@ impl SetuidCopy {
         c.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", "/")
+            // Must be ignored by the setuid path.
             .env("ASTRONOMER_USER", "root");
         c
     }

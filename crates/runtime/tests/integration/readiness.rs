@@ -158,9 +158,7 @@ fn sigterm_ends_the_wait_promptly() {
     let mut cmds = vec![("exec", stub.entrypoint(&["airflow", "scheduler"]))];
     if is_root() {
         let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
-        c.env_clear()
-            .env("PATH", stub.path())
-            .env("ASTRONOMER_USER", "root");
+        c.env_clear().env("PATH", stub.path()).envs(same_user());
         cmds.push(("pid1", c));
     }
     for (mode, mut c) in cmds {

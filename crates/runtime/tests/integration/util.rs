@@ -27,6 +27,15 @@ macro_rules! require_root {
     };
 }
 
+/// Environment that keeps the entrypoint's identity as it is: as root it "steps down" to root, as anyone else
+/// that uid is declared the Airflow uid (no arbitrary-uid warning in the output under test).
+pub fn same_user() -> [(&'static str, String); 2] {
+    [
+        ("ASTRONOMER_USER", "root".to_string()),
+        ("ASTRONOMER_UID", unsafe { libc::getuid() }.to_string()),
+    ]
+}
+
 /// A temp dir readable by every user (tests switch users).
 pub fn tempdir() -> tempfile::TempDir {
     let d = tempfile::Builder::new().prefix("aprt-").tempdir().unwrap();
@@ -191,7 +200,7 @@ impl Stub {
         c.args(args)
             .env_clear()
             .env("PATH", self.path())
-            .env("ASTRONOMER_USER", "root")
+            .envs(same_user())
             .env("HOME", "/root");
         c
     }
