@@ -225,11 +225,11 @@ fn run_cmd_var(name: &str, cmd: &str, sigs: &Signals) -> Result<String, Stop> {
         .arg(cmd)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());
-    let restore = |s: &Signals| s.restore();
+    // std resets the mask to empty; hand the command the mask and dispositions we were started with instead.
+    let original = *sigs;
     // SAFETY: only async-signal-safe calls (sigprocmask, sigaction) run between fork and exec.
-    let sigs_ptr = sigs as *const Signals as usize;
     unsafe {
-        c.pre_exec(move || restore(&*(sigs_ptr as *const Signals)));
+        c.pre_exec(move || original.restore());
     }
     match c.output() {
         Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),

@@ -38,7 +38,9 @@ pub struct Config {
     pub expect: Vec<u8>,
 }
 
-/// The signal state we started with (handed back to children) and the set we wait on.
+/// The signal state we started with (handed back to children) and the set we wait on. Plain data, so a copy
+/// can move into a `pre_exec` closure.
+#[derive(Clone, Copy)]
 pub struct Signals {
     waited: libc::sigset_t,
     original_mask: libc::sigset_t,
