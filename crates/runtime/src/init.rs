@@ -164,6 +164,9 @@ pub fn apply(cfg: &Config) -> Result<(), String> {
             format!("Failed to register as child subreaper: {e}")
         });
     }
+    if cfg.subreaper {
+        trace!("Registered as child subreaper");
+    }
     if let Some(sig) = cfg.parent_death_signal {
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
             return Err(format!(
@@ -249,7 +252,13 @@ fn child_log(tag: &str, args: fmt::Arguments) {
             libc::getpid()
         }),
     );
-    unsafe { libc::write(libc::STDERR_FILENO, b.buf.as_ptr().cast(), b.len) };
+    // Like crate::log: FATAL and WARN on stderr, the rest on stdout.
+    let fd = if tag == "FATAL" || tag == "WARN " {
+        libc::STDERR_FILENO
+    } else {
+        libc::STDOUT_FILENO
+    };
+    unsafe { libc::write(fd, b.buf.as_ptr().cast(), b.len) };
 }
 
 fn errno() -> libc::c_int {
@@ -360,6 +369,7 @@ pub fn spawn(cmd: &Command, sigs: &Signals) -> io::Result<libc::pid_t> {
     if pid < 0 {
         return Err(os_err("fork failed"));
     }
+    info!("Spawned child process '{}' with pid '{pid}'", cmd.program());
     Ok(pid)
 }
 
@@ -380,16 +390,21 @@ pub fn reap(child: libc::pid_t, cfg: &Config) -> Option<i32> {
     loop {
         let mut status = 0;
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            // 0: children remain but none exited; -1/ECHILD: no children at all.
+        if pid == 0 {
+            trace!("No child to reap");
             break;
         }
+        if pid < 0 {
+            trace!("No child to wait");
+            break;
+        }
+        debug!("Reaped child with pid: '{pid}'");
         if pid == child {
             let mut code = exit_code(status);
             if libc::WIFSIGNALED(status) {
                 info!(
                     "Main child exited with signal (with signal '{}')",
-                    signal_name(libc::WTERMSIG(status))
+                    strsignal(libc::WTERMSIG(status))
                 );
             } else {
                 info!("Main child exited normally (with status '{code}')");
@@ -401,8 +416,6 @@ pub fn reap(child: libc::pid_t, cfg: &Config) -> Option<i32> {
             result = Some(code);
         } else if cfg.warn_on_reap {
             warn!("Reaped zombie process with pid={pid}");
-        } else {
-            debug!("Reaped zombie process with pid={pid}");
         }
     }
     result
@@ -421,7 +434,7 @@ pub fn forward(sig: libc::c_int, child: libc::pid_t, group: bool) -> bool {
             io::Error::last_os_error()
         );
     } else {
-        debug!("Passed on signal: '{}'", signal_name(sig));
+        debug!("Passed on signal: '{}'", strsignal(sig));
     }
     true
 }
@@ -430,7 +443,7 @@ pub fn forward(sig: libc::c_int, child: libc::pid_t, group: bool) -> bool {
 pub fn supervise(child: libc::pid_t, cfg: &Config, sigs: &Signals) -> i32 {
     loop {
         match sigs.wait(Duration::from_secs(1)) {
-            Some(libc::SIGCHLD) => trace!("Received SIGCHLD"),
+            Some(libc::SIGCHLD) => debug!("Received SIGCHLD"),
             Some(sig) => {
                 forward(sig, child, cfg.kill_process_group);
             }
@@ -490,6 +503,17 @@ pub fn parse_signal(s: &str) -> Option<libc::c_int> {
         format!("SIG{up}")
     };
     NAMES.iter().find(|(n, _)| *n == full).map(|&(_, s)| s)
+}
+
+/// The C library's description ("Terminated"), as tini prints it.
+pub fn strsignal(sig: libc::c_int) -> String {
+    let p = unsafe { libc::strsignal(sig) };
+    if p.is_null() {
+        return signal_name(sig);
+    }
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub fn signal_name(sig: libc::c_int) -> String {
