@@ -26,22 +26,27 @@ pub struct Blob {
     pub size: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct Layer {
-    pub blob: Blob,
-    pub path: PathBuf,
-}
-
-/// A local image ready to push.
+/// A local image ready to push. Its manifest comes from a small cache keyed by the image ID when possible, so a
+/// re-publish or a tag move does not `docker save` gigabytes; layer files are spooled only when a blob must be sent.
 #[derive(Debug)]
 pub struct LocalImage {
     pub reference: String,
+    /// `sha256:` of the config: the engine's image ID.
+    pub id: String,
     pub config: Vec<u8>,
     pub config_blob: Blob,
-    pub layers: Vec<Layer>,
+    pub layers: Vec<Blob>,
     pub manifest: Vec<u8>,
     pub digest: String,
-    _spool: tempfile::TempDir,
+    spool_parent: PathBuf,
+    spooled: std::cell::RefCell<Option<Spool>>,
+}
+
+/// `docker save` output on disk: the layer files, in manifest order.
+#[derive(Debug)]
+struct Spool {
+    layer_paths: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
 }
 
 /// The registry manifest of an image: compact JSON, fixed field order, so the same image always yields the same bytes.
@@ -89,19 +94,18 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
-/// Whether the engine has `reference`; a clear error when the engine itself cannot be asked.
-pub fn exists(reference: &str) -> anyhow::Result<bool> {
+fn image_id(reference: &str) -> anyhow::Result<Option<String>> {
     let out = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Id}}", reference])
         .stdin(Stdio::null())
         .output()
         .context("cannot run docker (is the Docker client installed?)")?;
     if out.status.success() {
-        return Ok(true);
+        return Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()));
     }
     let err = String::from_utf8_lossy(&out.stderr);
     if err.contains("No such image") || err.contains("No such object") {
-        return Ok(false);
+        return Ok(None);
     }
     bail!(
         "cannot ask the Docker engine about {reference}: {}",
@@ -109,36 +113,190 @@ pub fn exists(reference: &str) -> anyhow::Result<bool> {
     )
 }
 
+/// `$XDG_CACHE_HOME/ap-airflow/images`, else `~/.cache/ap-airflow/images`.
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("ap-airflow/images"))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheEntry {
+    layers: Vec<(String, u64)>,
+}
+
 impl LocalImage {
-    /// Reads `reference` from the engine (`docker save`), spooling its files under `spool_parent`.
+    /// Reads `reference` from the engine. Layer files are spooled under `spool_parent` when first needed.
     pub fn load(reference: &str, spool_parent: &Path) -> anyhow::Result<LocalImage> {
-        if !exists(reference)? {
-            bail!("local image {reference} not found in the Docker engine (build it first, or pass --source-repository)");
+        let id = image_id(reference)?.ok_or_else(|| {
+            anyhow!("local image {reference} not found in the Docker engine (build it first, or pass --source-repository)")
+        })?;
+        if let Some(image) = Self::from_cache(reference, &id, spool_parent) {
+            return Ok(image);
         }
-        let spool = tempfile::Builder::new()
-            .prefix("ap-airflow-publish-")
-            .tempdir_in(spool_parent)
-            .with_context(|| format!("cannot make a spool folder in {}", spool_parent.display()))?;
-        let mut child = Command::new("docker")
-            .args(["save", reference])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot run docker save")?;
-        let stdout = child.stdout.take().expect("piped");
-        let spooled = spool_tar(stdout, spool.path());
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
+        let (config, layers, spool) = save(reference, spool_parent)?;
+        let image = Self::assemble(reference, config, layers, spool_parent, Some(spool))?;
+        if image.id != id {
             bail!(
-                "docker save {reference} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                "{reference} changed while it was read (image ID {id}, saved {})",
+                image.id
             );
         }
-        let files =
-            spooled.with_context(|| format!("cannot read docker save output of {reference}"))?;
-        assemble(reference, spool, &files)
+        image.store_cache();
+        Ok(image)
     }
+
+    fn assemble(
+        reference: &str,
+        config: Vec<u8>,
+        layers: Vec<Blob>,
+        spool_parent: &Path,
+        spool: Option<Spool>,
+    ) -> anyhow::Result<LocalImage> {
+        let config_blob = Blob {
+            digest: format!("sha256:{}", sha256_hex(&config)),
+            size: config.len() as u64,
+        };
+        let parsed: ImageConfig =
+            serde_json::from_slice(&config).context("malformed image config")?;
+        let diff_ids = parsed.rootfs.diff_ids;
+        if diff_ids.len() != layers.len()
+            || diff_ids.iter().zip(&layers).any(|(d, l)| *d != l.digest)
+        {
+            bail!("the layers of {reference} do not match the diff_ids of its config");
+        }
+        let manifest = build_manifest(&config_blob, &layers);
+        Ok(LocalImage {
+            reference: reference.to_owned(),
+            id: config_blob.digest.clone(),
+            digest: format!("sha256:{}", sha256_hex(&manifest)),
+            config,
+            config_blob,
+            layers,
+            manifest,
+            spool_parent: spool_parent.to_owned(),
+            spooled: std::cell::RefCell::new(spool),
+        })
+    }
+
+    /// The image ID is the config's digest and the config lists every layer's diff_id, which is the uncompressed
+    /// layer's digest: config bytes + layer sizes fully determine the manifest. Checked again on load.
+    fn from_cache(reference: &str, id: &str, spool_parent: &Path) -> Option<LocalImage> {
+        let dir = cache_dir()?;
+        let hex = id.strip_prefix("sha256:")?;
+        let config = std::fs::read(dir.join(format!("{hex}.config"))).ok()?;
+        if format!("sha256:{}", sha256_hex(&config)) != id {
+            return None;
+        }
+        let entry: CacheEntry =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{hex}.layers"))).ok()?).ok()?;
+        let layers = entry
+            .layers
+            .into_iter()
+            .map(|(digest, size)| Blob { digest, size })
+            .collect();
+        Self::assemble(reference, config, layers, spool_parent, None).ok()
+    }
+
+    /// Best effort: without a cache the next run saves the image again, nothing worse.
+    fn store_cache(&self) {
+        let Some(dir) = cache_dir() else { return };
+        let hex = self.id.trim_start_matches("sha256:");
+        let entry = CacheEntry {
+            layers: self
+                .layers
+                .iter()
+                .map(|b| (b.digest.clone(), b.size))
+                .collect(),
+        };
+        let _ = std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(dir.join(format!("{hex}.config")), &self.config))
+            .and_then(|_| {
+                std::fs::write(
+                    dir.join(format!("{hex}.layers")),
+                    serde_json::to_vec(&entry).unwrap_or_default(),
+                )
+            });
+    }
+
+    /// Opens layer `index` for upload, running `docker save` first if the layers are not spooled yet.
+    pub fn open_layer(&self, index: usize) -> anyhow::Result<std::fs::File> {
+        let mut spooled = self.spooled.borrow_mut();
+        if spooled.is_none() {
+            let (config, layers, spool) = save(&self.reference, &self.spool_parent)?;
+            if config != self.config || layers != self.layers {
+                bail!(
+                    "{} changed since it was read; run publish again",
+                    self.reference
+                );
+            }
+            *spooled = Some(spool);
+        }
+        let path = &spooled.as_ref().expect("spooled above").layer_paths[index];
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))
+    }
+}
+
+/// `docker save`, spooled and hashed: the config bytes, the layer blobs, and their files.
+fn save(reference: &str, spool_parent: &Path) -> anyhow::Result<(Vec<u8>, Vec<Blob>, Spool)> {
+    let dir = tempfile::Builder::new()
+        .prefix("ap-airflow-publish-")
+        .tempdir_in(spool_parent)
+        .with_context(|| format!("cannot make a spool folder in {}", spool_parent.display()))?;
+    let mut child = Command::new("docker")
+        .args(["save", reference])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run docker save")?;
+    let stdout = child.stdout.take().expect("piped");
+    let spooled = spool_tar(stdout, dir.path());
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "docker save {reference} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let files =
+        spooled.with_context(|| format!("cannot read docker save output of {reference}"))?;
+    let text = std::fs::read(dir.path().join("manifest.json"))
+        .context("docker save output has no manifest.json")?;
+    let mut saved: Vec<SaveManifest> =
+        serde_json::from_slice(&text).context("malformed manifest.json from docker save")?;
+    if saved.len() != 1 {
+        bail!(
+            "docker save of {reference} holds {} images, expected 1",
+            saved.len()
+        );
+    }
+    let saved = saved.remove(0);
+    let (config_path, _) = resolve(&files, &saved.config)?;
+    let config = std::fs::read(dir.path().join(&config_path))?;
+    let mut layers = Vec::new();
+    let mut layer_paths = Vec::new();
+    for layer in &saved.layers {
+        let (path, f) = resolve(&files, layer)?;
+        let Spooled::File { sha256, size } = f else {
+            unreachable!("resolve follows links")
+        };
+        layers.push(Blob {
+            digest: format!("sha256:{sha256}"),
+            size: *size,
+        });
+        layer_paths.push(dir.path().join(path));
+    }
+    Ok((
+        config,
+        layers,
+        Spool {
+            layer_paths,
+            _dir: dir,
+        },
+    ))
 }
 
 /// A spooled file: its sha256 and size, or a symlink to another entry.
@@ -233,68 +391,6 @@ fn resolve<'a>(
         }
     }
     bail!("symlink loop at {path} in docker save output")
-}
-
-fn assemble(
-    reference: &str,
-    spool: tempfile::TempDir,
-    files: &HashMap<String, Spooled>,
-) -> anyhow::Result<LocalImage> {
-    let manifest_path = spool.path().join("manifest.json");
-    let text = std::fs::read(&manifest_path).context("docker save output has no manifest.json")?;
-    let mut saved: Vec<SaveManifest> =
-        serde_json::from_slice(&text).context("malformed manifest.json from docker save")?;
-    if saved.len() != 1 {
-        bail!(
-            "docker save of {reference} holds {} images, expected 1",
-            saved.len()
-        );
-    }
-    let saved = saved.remove(0);
-    let (config_path, _) = resolve(files, &saved.config)?;
-    let config = std::fs::read(spool.path().join(&config_path))?;
-    let config_blob = Blob {
-        digest: format!("sha256:{}", sha256_hex(&config)),
-        size: config.len() as u64,
-    };
-    let parsed: ImageConfig = serde_json::from_slice(&config).context("malformed image config")?;
-    if parsed.rootfs.diff_ids.len() != saved.layers.len() {
-        bail!(
-            "image config of {reference} lists {} layers, docker save gave {}",
-            parsed.rootfs.diff_ids.len(),
-            saved.layers.len()
-        );
-    }
-    let mut layers = Vec::new();
-    for (layer, diff_id) in saved.layers.iter().zip(&parsed.rootfs.diff_ids) {
-        let (path, f) = resolve(files, layer)?;
-        let Spooled::File { sha256, size } = f else {
-            unreachable!("resolve follows links")
-        };
-        let digest = format!("sha256:{sha256}");
-        if &digest != diff_id {
-            bail!("layer {layer} of {reference} hashes to {digest}, its config says {diff_id}");
-        }
-        layers.push(Layer {
-            blob: Blob {
-                digest,
-                size: *size,
-            },
-            path: spool.path().join(path),
-        });
-    }
-    let blobs: Vec<Blob> = layers.iter().map(|l| l.blob.clone()).collect();
-    let manifest = build_manifest(&config_blob, &blobs);
-    let digest = format!("sha256:{}", sha256_hex(&manifest));
-    Ok(LocalImage {
-        reference: reference.to_owned(),
-        config,
-        config_blob,
-        layers,
-        manifest,
-        digest,
-        _spool: spool,
-    })
 }
 
 #[cfg(test)]

@@ -11,12 +11,11 @@
 //!   tag without its floating move, which the completion rule finishes on retry.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
 use crate::local::{Blob, LocalImage};
 use crate::registry::client::{Client, Mount};
@@ -330,7 +329,7 @@ impl Run<'_> {
                         for d in image
                             .layers
                             .iter()
-                            .map(|l| &l.blob.digest)
+                            .map(|l| &l.digest)
                             .chain([&image.config_blob.digest])
                         {
                             known.entry(d.clone()).or_insert_with(|| repo.name.clone());
@@ -388,10 +387,11 @@ impl Run<'_> {
 
     fn push_blobs(&mut self, repo: &Repository, image: &LocalImage) -> anyhow::Result<()> {
         let dry = self.dry_run;
-        let mut blobs: Vec<(&str, Blob, Option<PathBuf>)> = image
+        let mut blobs: Vec<(&str, Blob, Option<usize>)> = image
             .layers
             .iter()
-            .map(|l| ("layer", l.blob.clone(), Some(l.path.clone())))
+            .enumerate()
+            .map(|(i, l)| ("layer", l.clone(), Some(i)))
             .collect();
         blobs.push(("config", image.config_blob.clone(), None));
         for (what, blob, path) in blobs {
@@ -433,10 +433,7 @@ impl Run<'_> {
                 }
                 if let Some(loc) = location {
                     let mut reader: Box<dyn std::io::Read> = match &path {
-                        Some(p) => Box::new(
-                            File::open(p)
-                                .with_context(|| format!("cannot open {}", p.display()))?,
-                        ),
+                        Some(i) => Box::new(image.open_layer(*i)?),
                         None => Box::new(std::io::Cursor::new(image.config.clone())),
                     };
                     let bar = indicatif::ProgressBar::new(blob.size);
