@@ -465,3 +465,105 @@ fn bad_input_is_one_clear_line() {
         assert!(last.starts_with("ap-airflow: "), "{out:?}");
     }
 }
+
+/// Bearer auth as Docker Hub and quay.io do it, against a tiny fake registry + token server: the token is fetched
+/// from the challenge's realm with Basic credentials, the service and the repository scope.
+#[test]
+fn bearer_token_challenge() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+                if req.first() == Some(&0x16) {
+                    break; // a TLS ClientHello (the https probe): close, as a plain-HTTP server would fail it
+                }
+                if req.len() > 65536 {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&req).to_string();
+            let Some(line) = text.lines().next().filter(|l| l.ends_with("HTTP/1.1")) else {
+                continue; // a TLS hello: not spoken here
+            };
+            let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+            let auth = text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("authorization: ")
+                        .or_else(|| l.strip_prefix("Authorization: "))
+                })
+                .unwrap_or("")
+                .to_owned();
+            log.lock().unwrap().push(format!("{path} {auth}"));
+            let basic = format!("Basic {}", base64_encode("hubuser:hubpass"));
+            let (status, extra, body) = if path.starts_with("/token?") {
+                if auth == basic
+                    && path.contains("scope=repository%3Aastronomer%2Fap-airflow%3Apull")
+                {
+                    ("200 OK", String::new(), r#"{"token":"tok-123"}"#.to_owned())
+                } else {
+                    ("401 Unauthorized", String::new(), "{}".to_owned())
+                }
+            } else if auth == "Bearer tok-123"
+                && path.starts_with("/v2/astronomer/ap-airflow/tags/list")
+            {
+                (
+                    "200 OK",
+                    String::new(),
+                    r#"{"name":"astronomer/ap-airflow","tags":["2.10.5-4-bookworm"]}"#.into(),
+                )
+            } else {
+                (
+                    "401 Unauthorized",
+                    format!(
+                        "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\"\r\n"
+                    ),
+                    "{}".to_owned(),
+                )
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let repo = format!("127.0.0.1:{port}/astronomer/ap-airflow");
+    let good = [
+        ("REGISTRY_USERNAME", "hubuser"),
+        ("REGISTRY_PASSWORD", "hubpass"),
+    ];
+    let out = tool(&["next-build", RELEASE, "--repo", &repo], &good);
+    assert_ok(&out);
+    assert_eq!(out.stdout.trim(), "5");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("service=fake")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+
+    let out = tool(
+        &["next-build", RELEASE, "--repo", &repo],
+        &[
+            ("REGISTRY_USERNAME", "hubuser"),
+            ("REGISTRY_PASSWORD", "nope-wrong"),
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("failed for user hubuser"), "{out:?}");
+    assert!(!out.all().contains("nope-wrong"));
+}
