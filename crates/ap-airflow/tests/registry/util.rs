@@ -230,79 +230,84 @@ impl Registry {
         format!("{}/{name}", self.host())
     }
 
-    fn curl(&self) -> Command {
-        let mut c = Command::new("curl");
-        c.args(["-s", "--noproxy", "*"]);
+    /// A plain ureq agent trusting the test CA: checks use neither the tool under test nor curl.
+    fn agent(&self) -> ureq::Agent {
+        let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(a) = &self.auth {
-            c.arg("--cacert").arg(&a.ca);
-            c.args(["-u", &format!("{}:{}", a.user, a.password)]);
+            let pem = std::fs::read(&a.ca).unwrap();
+            let cert = ureq::tls::Certificate::from_pem(&pem).unwrap();
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]));
         }
-        c
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .tls_config(tls.build())
+            .build()
+            .into()
     }
 
-    fn url(&self, path: &str) -> String {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Option<String>, Vec<u8>) {
+        use base64::Engine as _;
         let scheme = if self.auth.is_some() { "https" } else { "http" };
-        format!("{scheme}://{}{path}", self.host())
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{scheme}://{}{path}", self.host()))
+            .header(
+                "accept",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            );
+        if let Some(a) = &self.auth {
+            let b = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", a.user, a.password));
+            req = req.header("authorization", format!("Basic {b}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let mut resp = self.agent().run(req.body(body.to_vec()).unwrap()).unwrap();
+        let digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let data = if method == "HEAD" {
+            Vec::new()
+        } else {
+            resp.body_mut().read_to_vec().unwrap()
+        };
+        (resp.status().as_u16(), digest, data)
     }
 
-    /// The digest a tag points at (None when absent), asked with curl, not with the tool under test.
+    /// The digest a tag points at (None when absent).
     pub fn digest(&self, repo: &str, tag: &str) -> Option<String> {
-        let out = run_ok(self.curl().args([
-            "-I",
-            "-H",
-            "Accept: application/vnd.docker.distribution.manifest.v2+json",
-            &self.url(&format!("/v2/{repo}/manifests/{tag}")),
-        ]));
-        // HTTP/1.1 or HTTP/2 (TLS negotiates it): the status is the second word.
-        if out.split_whitespace().nth(1) != Some("200") {
-            return None;
-        }
-        out.lines().find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("docker-content-digest: ")
-                .map(|d| d.trim().to_owned())
-        })
+        let (status, digest, _) =
+            self.request("HEAD", &format!("/v2/{repo}/manifests/{tag}"), None, b"");
+        (status == 200).then(|| digest.expect("registries send Docker-Content-Digest"))
     }
 
     pub fn manifest(&self, repo: &str, tag: &str) -> Vec<u8> {
-        let out = self
-            .curl()
-            .args([
-                "-H",
-                "Accept: application/vnd.docker.distribution.manifest.v2+json",
-                &self.url(&format!("/v2/{repo}/manifests/{tag}")),
-            ])
-            .output()
-            .unwrap();
-        out.stdout
+        let (status, _, body) =
+            self.request("GET", &format!("/v2/{repo}/manifests/{tag}"), None, b"");
+        assert_eq!(status, 200, "GET {repo}:{tag}");
+        body
     }
 
     pub fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) {
-        let f = self.dir.path().join(unique("m"));
-        std::fs::write(&f, bytes).unwrap();
-        let out = run_ok(self.curl().args([
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.docker.distribution.manifest.v2+json",
-            "--data-binary",
-            &format!("@{}", f.display()),
-            &self.url(&format!("/v2/{repo}/manifests/{tag}")),
-        ]));
-        assert_eq!(out, "201", "PUT {repo}:{tag}");
+        let ct = Some("application/vnd.docker.distribution.manifest.v2+json");
+        let (status, _, _) = self.request("PUT", &format!("/v2/{repo}/manifests/{tag}"), ct, bytes);
+        assert_eq!(status, 201, "PUT {repo}:{tag}");
     }
 
     /// Sorted tags of a repository (empty when absent).
     pub fn tags(&self, repo: &str) -> Vec<String> {
-        let out = run_ok(
-            self.curl()
-                .arg(self.url(&format!("/v2/{repo}/tags/list?n=10000"))),
-        );
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let (_, _, body) = self.request("GET", &format!("/v2/{repo}/tags/list?n=10000"), None, b"");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let mut tags: Vec<String> = v["tags"]
             .as_array()
             .map(|a| {
