@@ -164,26 +164,36 @@ impl Registry {
         } else {
             String::new()
         };
-        std::fs::write(
-            d.join("config.yml"),
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{extra}http:\n  addr: 127.0.0.1:{port}\n  secret: test-secret\n{tls}",
-                d.join("data").display()
-            ),
-        )
-        .unwrap();
         let mut r = Registry {
             port,
             dir,
             child: None,
             auth,
         };
-        r.launch();
-        r
+        // free_port() then bind is racy with parallel tests: on "address already in use", take another port.
+        for _ in 0..5 {
+            let d = r.dir.path();
+            std::fs::write(
+                d.join("config.yml"),
+                format!(
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n{extra}http:\n  addr: 127.0.0.1:{}\n  secret: test-secret\n{tls}",
+                    d.join("data").display(),
+                    r.port
+                ),
+            )
+            .unwrap();
+            match r.launch() {
+                Ok(()) => return r,
+                Err(log) if log.contains("address already in use") => r.port = free_port(),
+                Err(log) => panic!("docker-registry exited: {log}"),
+            }
+        }
+        panic!("no free port for docker-registry");
     }
 
-    fn launch(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("log")).unwrap();
+    fn launch(&mut self) -> Result<(), String> {
+        let log_path = self.dir.path().join("log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(self.dir.path().join("config.yml"))
@@ -193,20 +203,20 @@ impl Registry {
             .spawn()
             .expect("docker-registry is installed (apt-get install docker-registry)");
         let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                break;
+        let mut answered = 0;
+        // Listening, and still alive a moment later (not someone else's socket on a port we failed to bind).
+        while answered < 3 {
+            if child.try_wait().unwrap().is_some() {
+                return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
             }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "docker-registry exited ({status}): {}",
-                    std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-                );
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                answered += 1;
             }
             assert!(Instant::now() < deadline, "docker-registry did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
         self.child = Some(child);
+        Ok(())
     }
 
     pub fn stop(&mut self) {
@@ -219,7 +229,7 @@ impl Registry {
     /// Same storage, same port.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        self.launch().expect("docker-registry restarts on its port");
     }
 
     pub fn host(&self) -> String {
