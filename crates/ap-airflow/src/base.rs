@@ -31,7 +31,7 @@ pub fn minbase_name(distro: &str) -> String {
 }
 
 /// Paths removed from the debootstrap tree before import: downloaded .debs, apt indexes (apt-get update fetches
-/// them again), docs, man pages and translations (copyright files stay).
+/// them again), man pages and translations; of /usr/share/doc only the copyright files stay.
 pub const TRIM: &[&str] = &[
     "var/cache/apt/archives/*.deb",
     "var/cache/apt/*.bin",
@@ -108,7 +108,10 @@ pub fn make(
     )?;
     let mut trim = Command::new("sh");
     trim.arg("-c")
-        .arg(format!("cd \"$1\" && rm -rf {}", TRIM.join(" ")))
+        .arg(format!(
+            "cd \"$1\" && rm -rf {} && find usr/share/doc -depth ! -name copyright ! -type d -delete",
+            TRIM.join(" ")
+        ))
         .arg("sh")
         .arg(&rootfs);
     steps.run("trim the root file system", trim)?;

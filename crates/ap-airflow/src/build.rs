@@ -180,7 +180,8 @@ pub fn build_meta(root: &Path, lock: &Path) -> anyhow::Result<BuildMeta> {
     };
     let repo_url = git(root, &["remote", "get-url", "origin"])
         .map(|u| crate::output::redact(&u))
-        .unwrap_or_else(|| env!("CARGO_PKG_REPOSITORY").to_owned());
+        .or_else(|| workspace_repository(root))
+        .unwrap_or_default();
     Ok(BuildMeta {
         build_time,
         commit,
@@ -188,6 +189,17 @@ pub fn build_meta(root: &Path, lock: &Path) -> anyhow::Result<BuildMeta> {
         build_url: std::env::var("BUILD_URL").unwrap_or_default(),
         lock_sha256: sha256_file(lock)?,
     })
+}
+
+/// `[workspace.package] repository` of the root Cargo.toml: the label's URL when git has no remote.
+pub fn workspace_repository(root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
+    let v: toml::Value = toml::from_str(&text).ok()?;
+    v.get("workspace")?
+        .get("package")?
+        .get("repository")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Copies a folder's files (recursively) into `to`.
@@ -437,6 +449,12 @@ mod tests {
     }
 
     #[test]
+    fn repository_url_falls_back_to_the_workspace_manifest() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        assert!(workspace_repository(&root).unwrap().starts_with("https://"));
+    }
+
+    #[test]
     fn images_are_tagged_immutable_and_floating() {
         assert_eq!(
             image_names("astronomerinc/ap-airflow", &release(), Flavour::Onbuild),
@@ -577,6 +595,34 @@ mod onbuild_scripts {
             "{calls}"
         );
         assert!(calls.lines().any(|l| l == "pip check"), "{calls}");
+    }
+
+    #[test]
+    fn a_conflict_with_the_lock_says_so_after_pips_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(
+            bin.join("pip"),
+            "#!/bin/sh\necho 'ERROR: ResolutionImpossible: for help visit ...'\nexit 1\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("pip"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.path().join("requirements.txt");
+        std::fs::write(&file, "requests==2.25.0\n").unwrap();
+        let out = Command::new("sh")
+            .arg(script("ap-onbuild-requirements"))
+            .arg(&file)
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("conflicts with the image's lock"), "{err}");
     }
 
     #[test]

@@ -264,10 +264,16 @@ python - <<'PY'
 import importlib, warnings
 warnings.simplefilter("ignore")
 from airflow.configuration import conf
-conf.load_providers_configuration()
+from airflow.providers_manager import ProvidersManager
+# What `airflow config get-value` and every component do first: provider sections ([fab], ...) join the defaults.
+ProvidersManager().initialize_providers_configuration()
 for s, k in [("kubernetes_executor", "run_as_user"), ("core", "lazy_load_plugins"),
              ("webserver", "update_fab_perms"), ("api", "auth_backends")]:
-    print(f"config.{{s}}.{{k}}={{conf.get(s, k, fallback='')}}")
+    # No fallback=: Airflow returns a fallback before consulting pre_2_7_defaults.cfg.
+    try:
+        print(f"config.{{s}}.{{k}}={{conf.get(s, k)}}")
+    except Exception as e:
+        print(f"config.{{s}}.{{k}}=<{{type(e).__name__}}>")
 try:
     for b in conf.get("api", "auth_backends").split(","):
         importlib.import_module(b.strip())
