@@ -121,8 +121,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let input = tmp.path().join("requirements.in");
     let output = tmp.path().join("lock.txt");
     std::fs::write(&input, requirements(&release).join("\n") + "\n")?;
+    // Relative paths, run in the temp dir: uv's `# via -r requirements.in` annotations then name no temp dir,
+    // so a fresh resolution compares equal to the committed one.
     let out = uv()
-        .args(compile_args(&release, &input, &output)?)
+        .args(compile_args(
+            &release,
+            Path::new("requirements.in"),
+            Path::new("lock.txt"),
+        )?)
+        .current_dir(tmp.path())
         .output()
         .context("cannot run uv")?;
     if !out.status.success() {
