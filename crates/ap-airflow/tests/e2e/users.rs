@@ -1,1 +1,78 @@
-//! todo
+//! Who Airflow runs as: started as root or as the platform's UID 100 the entrypoint steps down to astro;
+//! started as any other UID (OpenShift style, `--user 12345:0`) it keeps that UID and still works.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::util::{e2e, images, Container};
+
+const PROBE: &str = r#"
+echo "uid=$(id -u)"
+echo "gids=$(id -G)"
+echo "home=$HOME"
+if touch "$HOME/.e2e-write" 2>/dev/null; then echo "home_writable=yes"; else echo "home_writable=no"; fi
+echo "airflow=$(airflow version 2>/dev/null | tail -n 1)"
+"#;
+
+fn probe_as(user: &str) -> BTreeMap<String, String> {
+    let out = Container::run(
+        &format!("user-{user}"),
+        &images().base,
+        &["--user", user],
+        &["bash", "-c", PROBE],
+        Duration::from_secs(180),
+    )
+    .expect_ok(&format!("probe with --user {user}"));
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn assert_astro(user: &str) {
+    let f = probe_as(user);
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("<missing>");
+    assert_eq!(
+        get("uid"),
+        "50000",
+        "--user {user} should run as astro: {f:#?}"
+    );
+    assert!(
+        get("gids").split(' ').any(|g| g == "101"),
+        "--user {user}: astrogroup missing: {f:#?}"
+    );
+    assert!(
+        !get("gids").split(' ').any(|g| g == "0"),
+        "--user {user}: kept root's group: {f:#?}"
+    );
+    assert_eq!(get("home"), "/home/astro", "--user {user}: {f:#?}");
+    assert_eq!(get("home_writable"), "yes", "--user {user}: {f:#?}");
+    assert_eq!(
+        get("airflow"),
+        images().airflow_version,
+        "--user {user}: {f:#?}"
+    );
+}
+
+#[test]
+fn started_as_root_runs_as_astro() {
+    e2e!();
+    assert_astro("0");
+}
+
+#[test]
+fn started_as_platform_uid_100_steps_down_to_astro() {
+    e2e!();
+    assert_astro("100");
+}
+
+#[test]
+fn started_as_an_arbitrary_uid_still_works() {
+    e2e!();
+    let f = probe_as("12345:0");
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("<missing>");
+    assert_eq!(get("uid"), "12345", "{f:#?}");
+    assert_eq!(get("home_writable"), "yes", "HOME must be writable: {f:#?}");
+    assert_eq!(get("airflow"), images().airflow_version, "{f:#?}");
+}

@@ -36,6 +36,7 @@ pub(crate) use say;
 
 pub fn enabled(test: &str) -> bool {
     if std::env::var("AP_AIRFLOW_E2E").is_ok_and(|v| v == "1") {
+        start();
         return true;
     }
     let _ = writeln!(
