@@ -89,6 +89,11 @@ fn enforce_cap(
         verbose: cfg.verbose,
         survey: None,
     };
+    // A dry run removed nothing, and the shorter retention expires a superset of what the first walk listed: its
+    // count replaces the first walk's instead of adding to it.
+    if cfg.dry_run {
+        *stats = Stats::default();
+    }
     // The folder vanishing between the two walks is no error: there is nothing left to cap.
     let _ = walk::pass(&cfg.directory, &mut params, stats);
     format!(" cap={verdict} retention={}", human(min_age))

@@ -1,1 +1,8 @@
-//! Integration tests (placeholder, filled below).
+//! Integration tests: the real binary on real trees, with real signals.
+
+mod util;
+
+mod cap;
+mod layout;
+mod races;
+mod signals;

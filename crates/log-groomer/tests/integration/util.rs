@@ -1,0 +1,198 @@
+//! Small helpers: trees with past mtimes, running the binary, reading its output as it comes.
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_clean-airflow-logs");
+pub const DAY: i64 = 86_400;
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Sets a path's mtime `age` seconds in the past, without following symlinks.
+pub fn set_age(path: &Path, age: i64) {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let t = libc::timespec {
+        tv_sec: now() - age,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(rc, 0, "utimensat {}", path.display());
+}
+
+/// Writes `rel` under `root` with `len` bytes, `age` seconds old.
+pub fn file(root: &Path, rel: &str, len: usize, age: i64) -> PathBuf {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, vec![b'x'; len]).unwrap();
+    set_age(&p, age);
+    p
+}
+
+/// An Airflow task log path.
+pub fn task_log(dag: &str, run: &str, task: &str, attempt: u32) -> String {
+    format!("dag_id={dag}/run_id={run}/task_id={task}/attempt={attempt}.log")
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("cal-test-")
+        .tempdir()
+        .unwrap()
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("AIRFLOW_HOME")
+        .output()
+        .unwrap()
+}
+
+/// The `pass …` summary line, checked to exist.
+pub fn pass_line(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find(|l| l.contains(": pass "))
+        .unwrap_or_else(|| panic!("no pass line in {stdout}"))
+        .to_string()
+}
+
+/// `files=12` → 12.
+pub fn field(line: &str, key: &str) -> u64 {
+    let pre = format!("{key}=");
+    let v = line
+        .split(' ')
+        .find_map(|w| w.strip_prefix(&pre))
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    v.parse().unwrap()
+}
+
+/// A running groomer whose stdout lines arrive on a channel.
+pub struct Running {
+    pub child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+pub fn spawn(cmd: &mut Command) -> Running {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running {
+        child,
+        lines,
+        seen: vec![],
+    }
+}
+
+impl Running {
+    /// Waits (up to 60 s) for a line containing `needle`, returning it.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits for exit, returning the status and how long it took.
+    pub fn exit_within(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (st, start.elapsed());
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("still running after {limit:?}; saw {:?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Every remaining line, once the process has exited.
+    pub fn rest(&mut self) -> Vec<String> {
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
+        }
+        self.seen.clone()
+    }
+}
+
+/// Every path under `root`, relative, sorted.
+pub fn listing(root: &Path) -> Vec<String> {
+    fn go(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                go(base, &p, out);
+            }
+        }
+    }
+    let mut out = vec![];
+    go(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// A tree of `n` expired task logs, spread like Airflow's layout.
+pub fn big_tree(root: &Path, n: usize) {
+    for i in 0..n {
+        let rel = task_log(
+            &format!("dag{}", i / 2000),
+            &format!("run{}", i / 20 % 100),
+            "t",
+            (i % 20) as u32 + 1,
+        );
+        let p = root.join(rel);
+        if i % 20 == 0 {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        }
+        std::fs::write(&p, b"log\n").unwrap();
+        set_age(&p, 30 * DAY);
+    }
+}
