@@ -339,6 +339,12 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
         say!("{e}");
         Stop(EXIT_CONFIG)
     })?;
+    // Resolved before anything runs, so a missing password stops start-up before the database is touched.
+    let user = if create_user {
+        Some(user_create_command(sigs)?)
+    } else {
+        None
+    };
     if let Some(policy) = &policy {
         if airflow::needs_db(&kind) || migrate || create_user {
             wait_for(
@@ -362,50 +368,54 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
             sigs,
         )?;
     }
-    if create_user {
-        let username = var("_AIRFLOW_WWW_USER_USERNAME").unwrap_or_else(|| "admin".into());
-        let password = match (
-            var("_AIRFLOW_WWW_USER_PASSWORD"),
-            var("_AIRFLOW_WWW_USER_PASSWORD_CMD"),
-        ) {
-            (Some(p), _) => p,
-            (None, Some(c)) => run_cmd_var("_AIRFLOW_WWW_USER_PASSWORD_CMD", &c, sigs)?,
-            (None, None) => {
-                say!("_AIRFLOW_WWW_USER_CREATE is set but neither _AIRFLOW_WWW_USER_PASSWORD nor _AIRFLOW_WWW_USER_PASSWORD_CMD is");
-                return Err(Stop(EXIT_CONFIG));
-            }
-        };
-        let field =
-            |n: &str, d: &str| var(&format!("_AIRFLOW_WWW_USER_{n}")).unwrap_or_else(|| d.into());
-        let argv: Vec<String> = vec![
-            "airflow".into(),
-            "users".into(),
-            "create".into(),
-            "--username".into(),
-            username.clone(),
-            "--firstname".into(),
-            field("FIRSTNAME", "Airflow"),
-            "--lastname".into(),
-            field("LASTNAME", "Admin"),
-            "--email".into(),
-            field("EMAIL", "airflowadmin@example.com"),
-            "--role".into(),
-            field("ROLE", "Admin"),
-            "--password".into(),
-            password,
-        ];
-        task(
-            &argv,
-            &format!("airflow users create --username {username} (password not shown)"),
-            sigs,
-        )?;
-    }
-    if airflow::is_webserver(&kind) {
+    // The image does not sync FAB permissions per webserver worker, so the roles exist only after
+    // sync-perm: it must run before a user is given one, and once before every webserver.
+    if airflow::is_webserver(&kind) || create_user {
         task(
             &["airflow".into(), "sync-perm".into()],
             "airflow sync-perm",
             sigs,
         )?;
     }
+    if let Some((argv, label)) = &user {
+        task(argv, label, sigs)?;
+    }
     Ok(())
+}
+
+/// `airflow users create …` from the `_AIRFLOW_WWW_USER_*` variables, and the label that hides the password.
+fn user_create_command(sigs: &Signals) -> Result<(Vec<String>, String), Stop> {
+    let username = var("_AIRFLOW_WWW_USER_USERNAME").unwrap_or_else(|| "admin".into());
+    let password = match (
+        var("_AIRFLOW_WWW_USER_PASSWORD"),
+        var("_AIRFLOW_WWW_USER_PASSWORD_CMD"),
+    ) {
+        (Some(p), _) => p,
+        (None, Some(c)) => run_cmd_var("_AIRFLOW_WWW_USER_PASSWORD_CMD", &c, sigs)?,
+        (None, None) => {
+            say!("_AIRFLOW_WWW_USER_CREATE is set but neither _AIRFLOW_WWW_USER_PASSWORD nor _AIRFLOW_WWW_USER_PASSWORD_CMD is");
+            return Err(Stop(EXIT_CONFIG));
+        }
+    };
+    let field =
+        |n: &str, d: &str| var(&format!("_AIRFLOW_WWW_USER_{n}")).unwrap_or_else(|| d.into());
+    let argv = vec![
+        "airflow".into(),
+        "users".into(),
+        "create".into(),
+        "--username".into(),
+        username.clone(),
+        "--firstname".into(),
+        field("FIRSTNAME", "Airflow"),
+        "--lastname".into(),
+        field("LASTNAME", "Admin"),
+        "--email".into(),
+        field("EMAIL", "airflowadmin@example.com"),
+        "--role".into(),
+        field("ROLE", "Admin"),
+        "--password".into(),
+        password,
+    ];
+    let label = format!("airflow users create --username {username} (password not shown)");
+    Ok((argv, label))
 }

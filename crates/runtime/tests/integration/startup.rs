@@ -46,9 +46,9 @@ fn start_up_tasks_in_order_and_password_never_shown() {
         stub.calls(),
         [
             "db migrate|",
+            "sync-perm|",
             "users create --username admin --firstname Airflow --lastname Admin --email airflowadmin@example.com \
              --role Admin --password Sup3rS3cret|",
-            "sync-perm|",
             "webserver|"
         ]
     );
@@ -69,11 +69,12 @@ fn user_password_from_cmd() {
     );
     assert_eq!(rc, 0, "{out}");
     let calls = stub.calls();
+    assert_eq!(calls[0], "sync-perm|", "roles exist before a user gets one");
     assert!(
-        calls[0].starts_with("users create --username ops ")
-            && calls[0].contains("--password fr0mCmd|")
+        calls[1].starts_with("users create --username ops ")
+            && calls[1].contains("--password fr0mCmd|")
     );
-    assert_eq!(calls[1], "scheduler|");
+    assert_eq!(calls[2], "scheduler|");
     assert!(!out.contains("fr0mCmd"));
 }
 
@@ -103,7 +104,7 @@ fn a_failing_start_up_command_stops_start_up() {
         (
             "users create",
             &[("_AIRFLOW_DB_MIGRATE", "true"), ("_AIRFLOW_WWW_USER_CREATE", "true"), ("_AIRFLOW_WWW_USER_PASSWORD", "x")],
-            &["db migrate|", "users create --username admin --firstname Airflow --lastname Admin --email airflowadmin@example.com --role Admin --password x|"],
+            &["db migrate|", "sync-perm|", "users create --username admin --firstname Airflow --lastname Admin --email airflowadmin@example.com --role Admin --password x|"],
         ),
     ];
     for (failing, env, want) in cases {
