@@ -136,7 +136,7 @@ pub fn expected_inspect(
             "RUN ap-onbuild-packages",
             "COPY requirements.txt",
             "RUN ap-onbuild-requirements",
-            "COPY --chown=astro:astro . .",
+            "COPY --chown=astro:0 . .",
         ] {
             e.push((format!("onbuild:{step}"), eq("present")));
         }
@@ -184,7 +184,7 @@ pub fn inspect_facts(v: &Value) -> BTreeMap<String, String> {
         "RUN ap-onbuild-packages",
         "COPY requirements.txt",
         "RUN ap-onbuild-requirements",
-        "COPY --chown=astro:astro . .",
+        "COPY --chown=astro:0 . .",
     ] {
         if triggers.iter().any(|t| t.starts_with(step)) {
             f.insert(format!("onbuild:{step}"), "present".into());
@@ -196,7 +196,8 @@ pub fn inspect_facts(v: &Value) -> BTreeMap<String, String> {
 /// What the probe inside the image must report. Pure.
 pub fn expected_probe(release: &Release) -> Vec<(String, Want)> {
     let user = ASTRONOMER_USER;
-    let dir = format!("{user}:{user} 755");
+    // Group root may write: arbitrary UIDs run in group 0 (images/airflow/Dockerfile).
+    let dir = format!("{user}:root 775");
     let exe = "root:root 755".to_owned();
     [
         ("airflow.version", eq(&release.airflow)),
@@ -484,7 +485,7 @@ mod tests {
             "ARG PIP_CA_PEM=\"\"",
             "RUN ap-onbuild-requirements requirements.txt",
             "USER astro",
-            "COPY --chown=astro:astro . ."
+            "COPY --chown=astro:0 . ."
         ]);
         let diffs = compare(
             &expected_inspect(&release(), Flavour::Onbuild, "abc"),

@@ -55,6 +55,28 @@ fn example_project_builds_runs_its_dag_and_rebuilds_a_dag_change_from_cache() {
         "plugin not listed:\n{s}"
     );
 
+    // The ONBUILD COPY keeps $AIRFLOW_HOME writable by group root: an arbitrary UID (OpenShift) still runs Airflow.
+    let out = Container::run(
+        "example-arbitrary-uid",
+        image,
+        &["--user", "12345:0"],
+        &[
+            "bash",
+            "-c",
+            "stat -c 'home %U:%G %a' \"$AIRFLOW_HOME\" && airflow version 2>/dev/null",
+        ],
+        Duration::from_secs(300),
+    )
+    .expect_ok("the example project image as --user 12345:0");
+    assert!(out.stdout.contains("home astro:root 775"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.trim() == images().airflow_version),
+        "airflow version as an arbitrary UID:\n{}",
+        out.stdout
+    );
+
     // A DAG-only change: the same project with one DAG edited and one added rebuilds from the cache
     // (the example image above is that cache): no apt, no pip, only the last COPY runs.
     let p = Project::example();
