@@ -102,6 +102,9 @@ fn run_dag(pg: &Postgres, via: &Container, run_id: &str, watch: &[&Container]) {
     say!("{DAG} triggered as {run_id}");
     let q = format!("SELECT state FROM dag_run WHERE dag_id = '{DAG}' AND run_id = '{run_id}'");
     let state = poll(Duration::from_secs(420), Duration::from_secs(2), || {
+        if watch.iter().any(|c| !c.running()) {
+            return Some("a component exited".to_owned());
+        }
         let s = pg.sql("airflow", &q).ok()?;
         matches!(s.as_str(), "success" | "failed").then_some(s)
     });
@@ -198,17 +201,21 @@ fn local_executor_postgres_scheduler_webserver_health_dag_success_and_clean_stop
     let health = format!("http://127.0.0.1:{port}/health");
     let mut last = String::new();
     let healthy = poll(Duration::from_secs(300), Duration::from_millis(500), || {
+        if !webserver.running() {
+            // Gone for good: say so now, with its log, rather than after the whole timeout.
+            return Some(false);
+        }
         let (status, body) = http_get(&health, None)?;
         last = format!("{status} {body}");
         let v: Value = serde_json::from_str(&body).ok()?;
         (status == 200
             && v["metadatabase"]["status"] == "healthy"
             && v["scheduler"]["status"] == "healthy")
-            .then_some(())
+            .then_some(true)
     });
     webserver.check(
-        healthy.is_some(),
-        &format!("/health not healthy within 300 s; last answer: {last}"),
+        healthy == Some(true),
+        &format!("/health not healthy within 300 s (or the webserver exited); last answer: {last}"),
     );
     metric("webserver_run_to_healthy_s", t0.elapsed().as_secs_f64());
     say!("/health: {last}");
