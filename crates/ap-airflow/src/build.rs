@@ -44,6 +44,9 @@ pub struct Args {
     /// Debian mirror for making the Python base offline (default: the release file's `debian_mirror`).
     #[arg(long)]
     pub debian_mirror: Option<String>,
+    /// Never contact an image registry: a missing Python base is made from the Debian mirror straight away.
+    #[arg(long, env = "AP_AIRFLOW_OFFLINE")]
+    pub offline: bool,
 }
 
 /// What the labels record about this build.
@@ -311,6 +314,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         &release,
         &python_base,
         args.debian_mirror.as_deref(),
+        args.offline,
     )?;
 
     let bins = match &args.runtime_bin {
@@ -385,20 +389,27 @@ fn ensure_python_base(
     release: &Release,
     image: &str,
     mirror: Option<&str>,
+    offline: bool,
 ) -> anyhow::Result<()> {
     if docker::image_exists(image)? {
         steps.note(&format!("python base {image}: present"));
         return Ok(());
     }
-    let mut pull = docker::docker();
-    pull.args(["pull", "--quiet", image]);
-    if docker::quiet(pull) {
-        steps.note(&format!("python base {image}: pulled"));
-        return Ok(());
+    if offline {
+        steps.note(&format!(
+            "python base {image}: not present, making it offline (--offline; ap-airflow base)"
+        ));
+    } else {
+        let mut pull = docker::docker();
+        pull.args(["pull", "--quiet", image]);
+        if docker::quiet(pull) {
+            steps.note(&format!("python base {image}: pulled"));
+            return Ok(());
+        }
+        steps.note(&format!(
+            "python base {image}: neither present nor pullable, making it offline (ap-airflow base)"
+        ));
     }
-    steps.note(&format!(
-        "python base {image}: neither present nor pullable, making it offline (ap-airflow base)"
-    ));
     let mirror = mirror.unwrap_or(&file.defaults.debian_mirror);
     crate::base::make(steps, file, release, image, mirror)
 }
