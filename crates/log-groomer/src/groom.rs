@@ -11,6 +11,7 @@ use std::time::Instant;
 /// Runs a pass and returns its summary line.
 pub fn pass(cfg: &Config, pattern: &Pattern) -> Result<String, Missing> {
     let started = Instant::now();
+    report::begin_pass();
     let now = Timestamp::now();
     let mut stats = Stats::default();
     let mut survey = cfg
@@ -22,6 +23,7 @@ pub fn pass(cfg: &Config, pattern: &Pattern) -> Result<String, Missing> {
         now,
         dry_run: cfg.dry_run,
         verbose: cfg.verbose,
+        jobs: cfg.jobs,
         survey: survey.as_mut(),
     };
     walk::pass(&cfg.directory, &mut params, &mut stats)?;
@@ -87,6 +89,7 @@ fn enforce_cap(
         now,
         dry_run: cfg.dry_run,
         verbose: cfg.verbose,
+        jobs: cfg.jobs,
         survey: None,
     };
     // A dry run removed nothing, and the shorter retention expires a superset of what the first walk listed: its

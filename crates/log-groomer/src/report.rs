@@ -1,9 +1,18 @@
 //! What a pass did: counters, error lines on stderr (capped per pass), and the one summary line on stdout.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// More error lines than this per pass would only flood the sidecar's log; the count in the summary stays exact.
 const MAX_ERROR_LINES: u64 = 20;
+
+/// Error lines printed in this pass, by every walker together.
+static PRINTED: AtomicU64 = AtomicU64::new(0);
+
+/// A new pass may print its own error lines.
+pub fn begin_pass() {
+    PRINTED.store(0, Ordering::Relaxed);
+}
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -18,15 +27,25 @@ impl Stats {
     /// Counts an error and prints it (up to the cap). `what` is e.g. "cannot remove".
     pub fn error(&mut self, what: &str, path: &[u8], errno: i32) {
         self.errors += 1;
-        if self.errors <= MAX_ERROR_LINES {
+        let printed = PRINTED.fetch_add(1, Ordering::Relaxed) + 1;
+        if printed <= MAX_ERROR_LINES {
             let why = std::io::Error::from_raw_os_error(errno);
             eprintln!(
                 "clean-airflow-logs: {what} {}: {why}",
                 String::from_utf8_lossy(path)
             );
-        } else if self.errors == MAX_ERROR_LINES + 1 {
+        } else if printed == MAX_ERROR_LINES + 1 {
             eprintln!("clean-airflow-logs: more errors in this pass; only counting them");
         }
+    }
+
+    /// Adds what another walker of the same pass counted.
+    pub fn merge(&mut self, o: Stats) {
+        self.files += o.files;
+        self.bytes += o.bytes;
+        self.folders += o.folders;
+        self.errors += o.errors;
+        self.interrupted |= o.interrupted;
     }
 }
 

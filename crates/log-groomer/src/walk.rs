@@ -5,8 +5,10 @@
 //! folder mid-walk — is never followed, and nothing outside the tree can be reached by name. Only regular files
 //! are deleted; symlinks, sockets and the like are left alone.
 //!
-//! Memory: one open directory stream per level of depth (glibc's 32 KiB getdents buffer each) and the current path
-//! for messages; no file list. Speed: `d_type` tells folders from files without a stat, names are matched before
+//! Memory: per walker, one open directory stream per level of depth (glibc's 32 KiB getdents buffer each) and the
+//! current path for messages; no file list. Speed: `jobs` walkers share the root folder's stream and each takes
+//! the next entry of the root in turn, so sub-trees are walked in parallel (a cold disk answers several inode reads
+//! at once); below the root each walker is on its own. `d_type` tells folders from files without a stat, names are matched before
 //! any stat, and folders emptied by the pass are removed on the way back up, so there is no second walk.
 
 use crate::age::{Retention, Timestamp};
@@ -14,6 +16,7 @@ use crate::report::Stats;
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// The file-name glob, with a fast path for the usual `*.log`.
 pub enum Pattern {
@@ -69,6 +72,23 @@ impl Survey {
         }
     }
 
+    /// An empty survey with the same steps, for another walker.
+    fn fresh(&self) -> Survey {
+        Survey {
+            apparent: self.apparent,
+            kept_bytes: 0,
+            steps: self.steps.clone(),
+            freed: vec![0; self.freed.len()],
+        }
+    }
+
+    fn merge(&mut self, o: Survey) {
+        self.kept_bytes += o.kept_bytes;
+        for (a, b) in self.freed.iter_mut().zip(o.freed) {
+            *a += b;
+        }
+    }
+
     fn keep(&mut self, st: &libc::stat, age_secs: i64, matches: bool) {
         if self.apparent {
             self.kept_bytes += st.st_size as u64;
@@ -92,6 +112,8 @@ pub struct Params<'a> {
     pub now: Timestamp,
     pub dry_run: bool,
     pub verbose: bool,
+    /// Walkers at once (at least 1).
+    pub jobs: usize,
     pub survey: Option<&'a mut Survey>,
 }
 
@@ -108,6 +130,8 @@ struct Frame {
     kept: u64,
     /// Something in this folder was removed by this pass.
     removed_any: bool,
+    /// The stream belongs to someone else (the root, shared by the walkers): read it under the lock, never close it.
+    shared: bool,
 }
 
 impl Frame {
@@ -119,8 +143,10 @@ impl Frame {
 
 impl Drop for Frame {
     fn drop(&mut self) {
-        // SAFETY: opened by fdopendir and closed exactly once here.
-        unsafe { libc::closedir(self.dir) };
+        if !self.shared {
+            // SAFETY: opened by fdopendir and closed exactly once here.
+            unsafe { libc::closedir(self.dir) };
+        }
     }
 }
 
@@ -132,7 +158,15 @@ struct Walker<'p, 'a> {
     p: &'p mut Params<'a>,
     stats: &'p mut Stats,
     path: Vec<u8>,
+    /// Held while reading a shared stream.
+    root_lock: Option<&'p Mutex<()>>,
 }
+
+/// The root's stream, handed to the walker threads.
+struct RootDir(*mut libc::DIR);
+// SAFETY: the stream stays open until every walker has joined, and is only read under `Walker::root_lock`.
+unsafe impl Send for RootDir {}
+unsafe impl Sync for RootDir {}
 
 /// Walks `root`, removing expired files and folders left empty (never `root` itself).
 pub fn pass(root: &Path, p: &mut Params, stats: &mut Stats) -> Result<(), Missing> {
@@ -140,6 +174,7 @@ pub fn pass(root: &Path, p: &mut Params, stats: &mut Stats) -> Result<(), Missin
         p,
         stats,
         path: root.as_os_str().as_bytes().to_vec(),
+        root_lock: None,
     };
     let Ok(croot) = CString::new(w.path.clone()) else {
         w.stats.error("cannot open folder", &w.path, libc::EINVAL);
@@ -162,6 +197,7 @@ pub fn pass(root: &Path, p: &mut Params, stats: &mut Stats) -> Result<(), Missin
         return Ok(());
     }
     match w.frame(fd, CString::default(), w.path.len()) {
+        Some(root) if w.p.jobs > 1 => w.run_parallel(root),
         Some(root) => w.run(root),
         None => {
             let path = w.path.clone();
@@ -185,7 +221,74 @@ impl Walker<'_, '_> {
             path_len,
             kept: 0,
             removed_any: false,
+            shared: false,
         })
+    }
+
+    /// `jobs` walkers over the root's entries; their counts and surveys are added up at the end.
+    fn run_parallel(&mut self, root: Frame) {
+        let lock = Mutex::new(());
+        let shared = RootDir(root.dir);
+        let path = self.path.clone();
+        let p = &*self.p;
+        let results: Vec<(Stats, Option<Survey>)> = std::thread::scope(|scope| {
+            let walkers: Vec<_> = (0..p.jobs)
+                .map(|_| {
+                    let (lock, shared, path) = (&lock, &shared, path.clone());
+                    let mut survey = p.survey.as_deref().map(Survey::fresh);
+                    let (pattern, retention) = (p.pattern, p.retention);
+                    let (now, dry_run, verbose) = (p.now, p.dry_run, p.verbose);
+                    std::thread::Builder::new()
+                        .stack_size(256 * 1024)
+                        .spawn_scoped(scope, move || {
+                            let mut params = Params {
+                                pattern,
+                                retention,
+                                now,
+                                dry_run,
+                                verbose,
+                                jobs: 1,
+                                survey: survey.as_mut(),
+                            };
+                            let mut stats = Stats::default();
+                            let mut w = Walker {
+                                p: &mut params,
+                                stats: &mut stats,
+                                path: path.clone(),
+                                root_lock: Some(lock),
+                            };
+                            w.run(Frame {
+                                dir: shared.0,
+                                name: CString::default(),
+                                path_len: path.len(),
+                                kept: 0,
+                                removed_any: false,
+                                shared: true,
+                            });
+                            drop(params);
+                            (stats, survey)
+                        })
+                })
+                .collect();
+            walkers
+                .into_iter()
+                .filter_map(|h| match h {
+                    Ok(h) => h.join().ok(),
+                    Err(_) => None,
+                })
+                .collect()
+        });
+        let spawned = results.len();
+        for (stats, survey) in results {
+            self.stats.merge(stats);
+            if let (Some(all), Some(s)) = (self.p.survey.as_deref_mut(), survey) {
+                all.merge(s);
+            }
+        }
+        // No thread could be started (a tight pids limit, say): walk alone.
+        if spawned == 0 {
+            self.run(root);
+        }
     }
 
     /// `path/name` for messages; the buffer is shared, so this only allocates when printing.
@@ -206,17 +309,35 @@ impl Walker<'_, '_> {
 
     fn run(&mut self, root: Frame) {
         let mut stack = vec![root];
+        // The entry's name, copied out of the stream's buffer (a shared stream's buffer is refilled by others).
+        let mut name_buf: Vec<u8> = Vec::with_capacity(256);
         while let Some(top) = stack.last_mut() {
             if crate::signals::stopping() {
                 self.stats.interrupted = true;
                 return; // dropping the stack closes every stream
             }
-            // SAFETY: readdir on our open stream; errno is reset to tell the end from an error.
-            let ent = unsafe {
-                *libc::__errno_location() = 0;
-                libc::readdir64(top.dir)
+            let d_type = {
+                let _guard = match (top.shared, self.root_lock) {
+                    (true, Some(l)) => Some(l.lock().unwrap_or_else(|e| e.into_inner())),
+                    _ => None,
+                };
+                // SAFETY: readdir on an open stream (a shared one under its lock); errno is reset to tell the end
+                // from an error. The entry is valid until the next readdir: its name is copied before the lock goes.
+                unsafe {
+                    *libc::__errno_location() = 0;
+                    let ent = libc::readdir64(top.dir);
+                    if ent.is_null() {
+                        None
+                    } else {
+                        name_buf.clear();
+                        name_buf.extend_from_slice(
+                            CStr::from_ptr((*ent).d_name.as_ptr()).to_bytes_with_nul(),
+                        );
+                        Some((*ent).d_type)
+                    }
+                }
             };
-            if ent.is_null() {
+            let Some(d_type) = d_type else {
                 let e = errno();
                 if e != 0 {
                     let path = self.path.clone();
@@ -229,10 +350,8 @@ impl Walker<'_, '_> {
                     self.leave(done, parent);
                 }
                 continue;
-            }
-            // SAFETY: readdir returned a valid entry, alive until the next readdir on this stream. The name is
-            // copied before that happens (for folders) or used right away (for files).
-            let (name, d_type) = unsafe { (CStr::from_ptr((*ent).d_name.as_ptr()), (*ent).d_type) };
+            };
+            let name = CStr::from_bytes_with_nul(&name_buf).expect("one NUL, at the end");
             let bytes = name.to_bytes();
             if bytes == b"." || bytes == b".." {
                 continue;

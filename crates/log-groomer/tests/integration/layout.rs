@@ -226,6 +226,7 @@ fn bad_input_exits_2_and_deletes_nothing() {
         (vec!["--retention-days", "x"], "--retention-days"),
         (vec!["--max-size", "12Q"], "--max-size"),
         (vec!["--every", "soon"], "--every"),
+        (vec!["--jobs", "0"], "--jobs"),
     ] {
         let mut all = vec!["--once", "--directory", dir];
         all.extend(args.iter());
@@ -324,4 +325,56 @@ fn unwritable_and_unreadable_folders_are_errors_not_fatal() {
         root.join("dag_id=a/run_id=r").is_dir(),
         "folders with leftovers are kept"
     );
+}
+
+/// The parallel walk (several walkers sharing the root's entries) must leave exactly what one walker leaves, and
+/// count the same, whatever the mix at the root: many DAG folders, files at the root itself, young and old.
+#[test]
+fn parallel_walkers_leave_what_one_walker_leaves() {
+    let build = |root: &Path| {
+        for d in 0..40 {
+            for r in 0..4 {
+                let age = if (d + r) % 3 == 0 { DAY } else { 30 * DAY };
+                file(
+                    root,
+                    &task_log(&format!("d{d}"), &format!("r{r}"), "t", 1),
+                    7,
+                    age,
+                );
+            }
+        }
+        file(root, "scheduler.log", 5, 30 * DAY);
+        file(root, "young.log", 5, DAY);
+        file(
+            root,
+            "dag_processor_manager/dag_processor_manager.log",
+            5,
+            30 * DAY,
+        );
+    };
+    let mut results = vec![];
+    for jobs in ["1", "3", "64"] {
+        let t = tempdir();
+        build(t.path());
+        let out = run(&[
+            "--once",
+            "--jobs",
+            jobs,
+            "--directory",
+            t.path().to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "--jobs {jobs}");
+        let line = pass_line(&out);
+        let counts: Vec<u64> = ["files", "bytes", "folders", "errors"]
+            .iter()
+            .map(|k| field(&line, k))
+            .collect();
+        results.push((jobs, counts, listing(t.path())));
+    }
+    let (_, counts, left) = &results[0];
+    assert_eq!(counts[0], 2 + 40 * 4 - 54, "files removed by one walker");
+    for (jobs, c, l) in &results[1..] {
+        assert_eq!(c, counts, "--jobs {jobs} counted differently");
+        assert_eq!(l, left, "--jobs {jobs} left a different tree");
+    }
 }
