@@ -265,7 +265,6 @@ impl Walker<'_, '_> {
                                 removed_any: false,
                                 shared: true,
                             });
-                            drop(params);
                             (stats, survey)
                         })
                 })
