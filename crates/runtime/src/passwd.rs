@@ -22,22 +22,22 @@ pub struct Group {
 pub const PASSWD: &str = "/etc/passwd";
 pub const GROUP: &str = "/etc/group";
 
-/// Parse passwd text; malformed lines (and NIS `+`/`-` entries) are skipped rather than fatal, as glibc does.
+/// The fields of each line with `n` of them. Malformed lines (and NIS `+`/`-` entries) are skipped rather than
+/// fatal, as glibc does.
+fn records(text: &str, n: usize) -> impl Iterator<Item = Vec<&str>> {
+    text.lines().filter_map(move |line| {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() || line.starts_with(['#', '+', '-']) {
+            return None;
+        }
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() == n && !f[0].is_empty()).then_some(f)
+    })
+}
+
 pub fn parse_passwd(text: &str) -> Vec<User> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim_end_matches('\r');
-            if line.is_empty()
-                || line.starts_with('#')
-                || line.starts_with('+')
-                || line.starts_with('-')
-            {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() != 7 || f[0].is_empty() {
-                return None;
-            }
+    records(text, 7)
+        .filter_map(|f| {
             Some(User {
                 name: f[0].to_string(),
                 uid: f[2].parse().ok()?,
@@ -50,20 +50,8 @@ pub fn parse_passwd(text: &str) -> Vec<User> {
 }
 
 pub fn parse_group(text: &str) -> Vec<Group> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim_end_matches('\r');
-            if line.is_empty()
-                || line.starts_with('#')
-                || line.starts_with('+')
-                || line.starts_with('-')
-            {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() != 4 || f[0].is_empty() {
-                return None;
-            }
+    records(text, 4)
+        .filter_map(|f| {
             Some(Group {
                 name: f[0].to_string(),
                 gid: f[2].parse().ok()?,
