@@ -420,14 +420,8 @@ mod tests {
 
     fn release() -> Release {
         Release {
-            airflow: "2.10.5".into(),
-            build: 1,
-            distro: "bookworm".into(),
-            python: "3.11".into(),
-            released: "2025-02-10".into(),
-            extras: vec!["celery".into(), "cncf.kubernetes".into()],
             packages: vec!["a".into(), "b==1".into()],
-            lock: "locks/x.txt".into(),
+            ..Release::sample()
         }
     }
 

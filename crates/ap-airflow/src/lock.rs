@@ -175,14 +175,9 @@ mod tests {
 
     fn release() -> Release {
         Release {
-            airflow: "2.10.5".into(),
-            build: 1,
-            distro: "bookworm".into(),
-            python: "3.11".into(),
             released: "2025-02-28".into(),
-            extras: vec!["celery".into(), "cncf.kubernetes".into()],
             packages: vec!["apache-airflow-providers-elasticsearch".into()],
-            lock: "locks/x.txt".into(),
+            ..Release::sample()
         }
     }
 

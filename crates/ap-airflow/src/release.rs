@@ -127,6 +127,23 @@ impl Release {
     }
 }
 
+/// A release line for unit tests elsewhere; each overrides what it is about.
+#[cfg(test)]
+impl Release {
+    pub(crate) fn sample() -> Release {
+        Release {
+            airflow: "2.10.5".into(),
+            build: 1,
+            distro: "bookworm".into(),
+            python: "3.11".into(),
+            released: "2025-02-10".into(),
+            extras: vec!["celery".into(), "cncf.kubernetes".into()],
+            packages: vec![],
+            lock: "locks/x.txt".into(),
+        }
+    }
+}
+
 impl ReleaseFile {
     pub fn load(path: &Path) -> Result<Self, ReleaseError> {
         let text = std::fs::read_to_string(path).map_err(|err| ReleaseError::Read {

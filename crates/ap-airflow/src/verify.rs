@@ -394,14 +394,9 @@ mod tests {
 
     fn release() -> Release {
         Release {
-            airflow: "2.10.5".into(),
-            build: 1,
-            distro: "bookworm".into(),
-            python: "3.11".into(),
-            released: "2025-02-10".into(),
             extras: vec![],
-            packages: vec![],
             lock: "l".into(),
+            ..Release::sample()
         }
     }
 
