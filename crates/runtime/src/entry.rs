@@ -13,6 +13,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 /// Exit status for bad input: malformed URL, invalid setting, no command, unknown user.
 pub const EXIT_CONFIG: i32 = 2;
@@ -224,24 +225,62 @@ fn run_cmd_var(name: &str, cmd: &str, sigs: &Signals) -> Result<String, Stop> {
     c.arg("-c")
         .arg(cmd)
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        // Its own group, so a signal reaches whatever the shell started too.
+        .process_group(0);
     // std resets the mask to empty; hand the command the mask and dispositions we were started with instead.
     let original = *sigs;
     // SAFETY: only async-signal-safe calls (sigprocmask, sigaction) run between fork and exec.
     unsafe {
         c.pre_exec(move || original.restore());
     }
-    match c.output() {
-        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
-        Ok(o) => {
-            say!("{name} failed ({})", o.status);
-            Err(Stop(EXIT_STARTUP))
+    let mut child = c.spawn().map_err(|e| {
+        say!("{name}: cannot run /bin/sh: {e}");
+        Stop(EXIT_STARTUP)
+    })?;
+    // Read its stdout beside, so signals are still forwarded while it runs: a hung secrets backend must not
+    // outlast `docker stop`'s grace period.
+    let mut pipe = child.stdout.take().expect("stdout is piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut pipe, &mut out);
+        out
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut stopped_by = None;
+    let status = loop {
+        match sigs.wait(Duration::from_millis(100)) {
+            None | Some(libc::SIGCHLD) => {}
+            Some(sig) => {
+                init::forward(sig, pid, true);
+                if matches!(
+                    sig,
+                    libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
+                ) {
+                    stopped_by = Some(sig);
+                }
+            }
         }
-        Err(e) => {
-            say!("{name}: cannot run /bin/sh: {e}");
-            Err(Stop(EXIT_STARTUP))
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => {
+                say!("{name}: cannot wait for /bin/sh: {e}");
+                return Err(Stop(EXIT_STARTUP));
+            }
         }
+    };
+    let stdout = reader.join().unwrap_or_default();
+    if let Some(sig) = stopped_by {
+        say!("{} while running {name}; stopping", init::signal_name(sig));
+        return Err(Stop(128 + sig));
     }
+    if !status.success() {
+        say!("{name} failed ({status})");
+        return Err(Stop(EXIT_STARTUP));
+    }
+    Ok(String::from_utf8_lossy(&stdout).trim().to_string())
 }
 
 /// The first set variable among `names`, then their `_CMD` forms.

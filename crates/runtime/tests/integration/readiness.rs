@@ -260,3 +260,40 @@ fn db_url_from_cmd_variant() {
     );
     assert_eq!(stub.calls(), ["triggerer|"]);
 }
+
+#[test]
+fn sigterm_ends_a_hung_cmd_variant_promptly() {
+    let stub = Stub::new();
+    let mut cmds = vec![("exec", stub.entrypoint(&["airflow", "scheduler"]))];
+    if is_root() {
+        let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
+        c.env_clear().env("PATH", stub.path()).envs(same_user());
+        cmds.push(("pid1", c));
+    }
+    for (mode, mut c) in cmds {
+        // A secrets backend that never answers; the shell's own child must go too.
+        c.env(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+            "echo asking the vault >&2; sleep 60; echo postgresql://127.0.0.1/x",
+        );
+        let mut p = Proc::spawn(c);
+        p.wait_stderr("asking the vault", T);
+        let target = if mode == "pid1" { p.ns_init() } else { p.pid() };
+        let sent = Instant::now();
+        kill(target, libc::SIGTERM);
+        let status = p.wait(T);
+        assert!(
+            sent.elapsed() < Duration::from_millis(1500),
+            "{mode}: took {:?}",
+            sent.elapsed()
+        );
+        assert_eq!(code(status), 143, "{mode}: {}", p.stderr());
+        assert!(
+            p.stderr()
+                .contains("SIGTERM while running AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"),
+            "{mode}: {}",
+            p.stderr()
+        );
+        assert!(stub.calls().is_empty(), "{mode}: {:?}", stub.calls());
+    }
+}
