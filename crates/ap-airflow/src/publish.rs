@@ -514,6 +514,34 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .source_repository
         .clone()
         .unwrap_or_else(|| file.defaults.repository.clone());
+    // Reach every registry first: one that is down or refuses the credentials fails now, not after `docker save`.
+    let opts = args.registry.options();
+    let mut clients: HashMap<String, Client> = HashMap::new();
+    let mut problems = Vec::new();
+    targets.retain(|repo| {
+        if clients.contains_key(&repo.registry) {
+            return true;
+        }
+        match Client::connect(repo, &opts) {
+            Ok(c) => {
+                clients.insert(repo.registry.clone(), c);
+                true
+            }
+            Err(e) => {
+                problems.push(format!(
+                    "failed {repo}: {}",
+                    format!("{e:#}").replace('\n', " ")
+                ));
+                false
+            }
+        }
+    });
+    if targets.is_empty() {
+        for p in &problems {
+            eprintln!("ap-airflow: {p}");
+        }
+        return Ok(ExitCode::from(1));
+    }
     let spool = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let mut images = BTreeMap::new();
     for f in Flavour::ALL {
@@ -534,11 +562,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut run = Run {
         dry_run: args.dry_run,
-        opts: args.registry.options(),
-        clients: HashMap::new(),
+        opts,
+        clients,
         known: HashMap::new(),
         rows: Vec::new(),
-        problems: Vec::new(),
+        problems,
         images: &images,
     };
     if args.dry_run {

@@ -405,6 +405,8 @@ fn base64_encode(s: &str) -> String {
 fn bad_input_is_one_clear_line() {
     let port = free_port();
     let a = Images::new(1, "bad");
+    // The registry is reached before any image is read: the missing image needs one that answers.
+    let live = Registry::start();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![
@@ -451,7 +453,7 @@ fn bad_input_is_one_clear_line() {
                 "--from".into(),
                 "ap-airflow-regtest/absent".into(),
                 "--to".into(),
-                "127.0.0.1:5000/a".into(),
+                live.repo("a"),
             ],
             "not found in the Docker engine",
         ),
