@@ -13,7 +13,6 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 /// Exit status for bad input: malformed URL, invalid setting, no command, unknown user.
 pub const EXIT_CONFIG: i32 = 2;
@@ -227,7 +226,6 @@ fn run_cmd_var(name: &str, cmd: &str, sigs: &Signals) -> Result<String, Stop> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        // Its own group, so a signal reaches whatever the shell started too.
         .process_group(0);
     // std resets the mask to empty; hand the command the mask and dispositions we were started with instead.
     let original = *sigs;
@@ -247,37 +245,27 @@ fn run_cmd_var(name: &str, cmd: &str, sigs: &Signals) -> Result<String, Stop> {
         let _ = std::io::Read::read_to_end(&mut pipe, &mut out);
         out
     });
-    let pid = child.id() as libc::pid_t;
-    let mut stopped_by = None;
-    let status = loop {
-        match sigs.wait(Duration::from_millis(100)) {
-            None | Some(libc::SIGCHLD) => {}
-            Some(sig) => {
-                init::forward(sig, pid, true);
-                if matches!(
-                    sig,
-                    libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
-                ) {
-                    stopped_by = Some(sig);
-                }
-            }
-        }
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {}
-            Err(e) => {
-                say!("{name}: cannot wait for /bin/sh: {e}");
-                return Err(Stop(EXIT_STARTUP));
-            }
-        }
+    // Supervised like a start-up task, but as a group: a signal reaches whatever the shell started too.
+    let group = Config {
+        kill_process_group: true,
+        ..Config::default()
     };
+    let mut stopped_by = None;
+    let code = init::supervise_noting(child.id() as libc::pid_t, &group, sigs, |sig| {
+        if matches!(
+            sig,
+            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
+        ) {
+            stopped_by = Some(sig);
+        }
+    });
     let stdout = reader.join().unwrap_or_default();
     if let Some(sig) = stopped_by {
         say!("{} while running {name}; stopping", init::signal_name(sig));
         return Err(Stop(128 + sig));
     }
-    if !status.success() {
-        say!("{name} failed ({status})");
+    if code != 0 {
+        say!("{name} failed with exit status {code}");
         return Err(Stop(EXIT_STARTUP));
     }
     Ok(String::from_utf8_lossy(&stdout).trim().to_string())

@@ -441,11 +441,22 @@ pub fn forward(sig: libc::c_int, child: libc::pid_t, group: bool) -> bool {
 
 /// tini's main loop: wake at least once a second, forward, reap, return the child's (remapped) exit code.
 pub fn supervise(child: libc::pid_t, cfg: &Config, sigs: &Signals) -> i32 {
+    supervise_noting(child, cfg, sigs, |_| {})
+}
+
+/// [`supervise`], telling `forwarded` of each signal passed on (start-up work stops on some of them).
+pub fn supervise_noting(
+    child: libc::pid_t,
+    cfg: &Config,
+    sigs: &Signals,
+    mut forwarded: impl FnMut(libc::c_int),
+) -> i32 {
     loop {
         match sigs.wait(Duration::from_secs(1)) {
             Some(libc::SIGCHLD) => debug!("Received SIGCHLD"),
             Some(sig) => {
                 forward(sig, child, cfg.kill_process_group);
+                forwarded(sig);
             }
             None => {}
         }
