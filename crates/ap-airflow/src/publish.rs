@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::bail;
 
 use crate::local::{Blob, LocalImage};
-use crate::registry::client::{Client, Mount};
+use crate::registry::client::{Client, Mount, Options};
 use crate::registry::{builds_in, RegistryArgs, Repository};
 use crate::release::{Flavour, Release};
 use crate::Context;
@@ -242,16 +242,27 @@ fn say(line: &str) {
     eprintln!("{line}");
 }
 
+/// The client of `repo`'s registry, connected on first use.
+fn client<'c>(
+    clients: &'c mut HashMap<String, Client>,
+    repo: &Repository,
+    opts: &Options,
+) -> anyhow::Result<&'c mut Client> {
+    if !clients.contains_key(&repo.registry) {
+        let c = Client::connect(repo, opts)?;
+        clients.insert(repo.registry.clone(), c);
+    }
+    Ok(clients.get_mut(&repo.registry).expect("inserted above"))
+}
+
+/// An error with its causes, on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
 impl Run<'_> {
     fn client(&mut self, repo: &Repository) -> anyhow::Result<&mut Client> {
-        if !self.clients.contains_key(&repo.registry) {
-            let c = Client::connect(repo, &self.opts)?;
-            self.clients.insert(repo.registry.clone(), c);
-        }
-        Ok(self
-            .clients
-            .get_mut(&repo.registry)
-            .expect("inserted above"))
+        client(&mut self.clients, repo, &self.opts)
     }
 
     fn publish_repo(
@@ -518,22 +529,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let opts = args.registry.options();
     let mut clients: HashMap<String, Client> = HashMap::new();
     let mut problems = Vec::new();
-    targets.retain(|repo| {
-        if clients.contains_key(&repo.registry) {
-            return true;
-        }
-        match Client::connect(repo, &opts) {
-            Ok(c) => {
-                clients.insert(repo.registry.clone(), c);
-                true
-            }
-            Err(e) => {
-                problems.push(format!(
-                    "failed {repo}: {}",
-                    format!("{e:#}").replace('\n', " ")
-                ));
-                false
-            }
+    targets.retain(|repo| match client(&mut clients, repo, &opts) {
+        Ok(_) => true,
+        Err(e) => {
+            problems.push(format!("failed {repo}: {}", one_line(&e)));
+            false
         }
     });
     if targets.is_empty() {
@@ -574,7 +574,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     for repo in &targets {
         if let Err(e) = run.publish_repo(repo, &wants, policy) {
-            let line = format!("{e:#}").replace('\n', " ");
+            let line = one_line(&e);
             say(&format!("  failed: {line}"));
             run.problems.push(format!("failed {repo}: {line}"));
         }
