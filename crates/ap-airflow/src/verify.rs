@@ -80,6 +80,15 @@ fn eq(s: impl Into<String>) -> Want {
     Want::Eq(s.into())
 }
 
+/// The ONBUILD triggers (by their start) the onbuild image must carry, in images/onbuild/Dockerfile's order.
+const ONBUILD_STEPS: [&str; 5] = [
+    "COPY packages.txt",
+    "RUN ap-onbuild-packages",
+    "COPY requirements.txt",
+    "RUN ap-onbuild-requirements",
+    "COPY --chown=astro:0 . .",
+];
+
 /// What the image of `release` must show in `docker image inspect`. Pure.
 pub fn expected_inspect(
     release: &Release,
@@ -131,13 +140,7 @@ pub fn expected_inspect(
             "label:io.astronomer.docker.airflow.onbuild".into(),
             eq("true"),
         ));
-        for step in [
-            "COPY packages.txt",
-            "RUN ap-onbuild-packages",
-            "COPY requirements.txt",
-            "RUN ap-onbuild-requirements",
-            "COPY --chown=astro:0 . .",
-        ] {
+        for step in ONBUILD_STEPS {
             e.push((format!("onbuild:{step}"), eq("present")));
         }
     }
@@ -179,13 +182,7 @@ pub fn inspect_facts(v: &Value) -> BTreeMap<String, String> {
                 .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
         })
         .collect();
-    for step in [
-        "COPY packages.txt",
-        "RUN ap-onbuild-packages",
-        "COPY requirements.txt",
-        "RUN ap-onbuild-requirements",
-        "COPY --chown=astro:0 . .",
-    ] {
+    for step in ONBUILD_STEPS {
         if triggers.iter().any(|t| t.starts_with(step)) {
             f.insert(format!("onbuild:{step}"), "present".into());
         }
