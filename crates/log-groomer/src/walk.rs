@@ -8,8 +8,9 @@
 //! Memory: per walker, one open directory stream per level of depth (glibc's 32 KiB getdents buffer each) and the
 //! current path for messages; no file list. Speed: `jobs` walkers share the root folder's stream and each takes
 //! the next entry of the root in turn, so sub-trees are walked in parallel (a cold disk answers several inode reads
-//! at once); below the root each walker is on its own. `d_type` tells folders from files without a stat, names are matched before
-//! any stat, and folders emptied by the pass are removed on the way back up, so there is no second walk.
+//! at once); below the root each walker is on its own. `d_type` tells folders from files without a stat, names are
+//! matched before any stat, and folders emptied by the pass are removed on the way back up, so there is no second
+//! walk.
 
 use crate::age::{Retention, Timestamp};
 use crate::report::Stats;
@@ -236,19 +237,13 @@ impl Walker<'_, '_> {
                 .map(|_| {
                     let (lock, shared, path) = (&lock, &shared, path.clone());
                     let mut survey = p.survey.as_deref().map(Survey::fresh);
-                    let (pattern, retention) = (p.pattern, p.retention);
-                    let (now, dry_run, verbose) = (p.now, p.dry_run, p.verbose);
                     std::thread::Builder::new()
                         .stack_size(256 * 1024)
                         .spawn_scoped(scope, move || {
                             let mut params = Params {
-                                pattern,
-                                retention,
-                                now,
-                                dry_run,
-                                verbose,
                                 jobs: 1,
                                 survey: survey.as_mut(),
+                                ..*p
                             };
                             let mut stats = Stats::default();
                             let mut w = Walker {
