@@ -357,7 +357,6 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
             .or_else(|| var("_AIRFLOW_DB_UPGRADE"))
             .as_deref(),
     );
-    let create_user = airflow::truthy(var("_AIRFLOW_WWW_USER_CREATE").as_deref());
     let policy = Policy::from_env(
         var("CONNECTION_CHECK_MAX_COUNT").as_deref(),
         var("CONNECTION_CHECK_SLEEP_TIME").as_deref(),
@@ -367,13 +366,13 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
         Stop(EXIT_CONFIG)
     })?;
     // Resolved before anything runs, so a missing password stops start-up before the database is touched.
-    let user = if create_user {
+    let user = if airflow::truthy(var("_AIRFLOW_WWW_USER_CREATE").as_deref()) {
         Some(user_create_command(sigs)?)
     } else {
         None
     };
     if let Some(policy) = &policy {
-        if airflow::needs_db(&kind) || migrate || create_user {
+        if airflow::needs_db(&kind) || migrate || user.is_some() {
             wait_for(
                 "database",
                 &[
@@ -397,7 +396,7 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
     }
     // The image does not sync FAB permissions per webserver worker, so the roles exist only after
     // sync-perm: it must run before a user is given one, and once before every webserver.
-    if airflow::is_webserver(&kind) || create_user {
+    if airflow::is_webserver(&kind) || user.is_some() {
         task(
             &["airflow".into(), "sync-perm".into()],
             "airflow sync-perm",
