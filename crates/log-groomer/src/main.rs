@@ -45,6 +45,13 @@ fn main() {
     while !signals::stopping() {
         let line = match groom::pass(&cfg, &pattern) {
             Ok(line) => line,
+            Err(walk::Missing) if cfg.once => {
+                // A one-off run (cron, a CronJob) has nothing to wait for: no folder, no logs to clean.
+                report::print(&format!(
+                    "clean-airflow-logs: {dir} does not exist: nothing to do"
+                ));
+                break;
+            }
             Err(walk::Missing) => {
                 // The sidecar may start before anything created the folder: wait for it, checking every second.
                 if !waiting {

@@ -48,25 +48,49 @@ fn files_vanishing_mid_pass_are_counted_and_the_pass_goes_on() {
     panic!("no vanished file was ever counted");
 }
 
+/// The sidecar (loop mode) may start before anything created the folder: it waits for it.
 #[test]
-fn missing_root_is_waited_for() {
+fn missing_root_is_waited_for_in_loop_mode() {
     let t = tempdir();
     let root = t.path().join("logs");
-    let mut g = spawn(Command::new(BIN).args(["--once", "--directory", root.to_str().unwrap()]));
+    let mut g =
+        spawn(Command::new(BIN).args(["--every", "3600", "--directory", root.to_str().unwrap()]));
     g.wait_for("waiting for");
     assert!(
         g.child.try_wait().unwrap().is_none(),
         "exited instead of waiting"
     );
-    let f = file(&root, "late.log", 3, 30 * DAY);
+    // The folder appears at once, with its file (a rename), as a mounted volume would.
+    let staging = t.path().join("staging");
+    file(&staging, "late.log", 3, 30 * DAY);
+    std::fs::rename(&staging, &root).unwrap();
+    let line = g.wait_for(": pass ");
+    assert_eq!(field(&line, "errors"), 0, "{line}");
+    assert_eq!(field(&line, "files"), 1, "{line}");
+    assert!(!root.join("late.log").exists());
+    g.signal(libc::SIGTERM);
+    let (status, _) = g.exit_within(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+}
+
+/// `--once` (cron, a CronJob) has nothing to wait for: a missing folder means nothing to do, status 0.
+#[test]
+fn once_with_a_missing_root_has_nothing_to_do() {
+    let t = tempdir();
+    let root = t.path().join("logs");
+    let mut g = spawn(Command::new(BIN).args(["--once", "--directory", root.to_str().unwrap()]));
     let (status, _) = g.exit_within(Duration::from_secs(10));
-    assert!(status.success());
-    assert!(!f.exists(), "the pass ran once the folder appeared");
+    assert_eq!(status.code(), Some(0));
     let lines = g.rest();
-    let line = lines
+    let nothing: Vec<_> = lines
         .iter()
-        .find(|l| l.contains(": pass "))
-        .expect("pass line");
-    // The folder and the file may appear in two steps; either way nothing is an error.
-    assert_eq!(field(line, "errors"), 0, "{line}");
+        .filter(|l| l.contains("nothing to do"))
+        .collect();
+    assert_eq!(nothing.len(), 1, "{lines:?}");
+    assert!(nothing[0].contains(root.to_str().unwrap()), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("waiting for")),
+        "{lines:?}"
+    );
+    assert!(!root.exists(), "the folder was created");
 }
