@@ -71,11 +71,13 @@ pub fn probe(t: &Target) -> Outcome {
         Err(e) => return Outcome::NotReady(e),
     };
     let r = match t.protocol {
+        // https, rediss, amqps (TLS: this crate speaks none), mssql, unknown schemes: the connect is the check.
         Protocol::Tcp => Ok(Outcome::Ready),
         Protocol::Postgres => postgres(&mut c, t),
         Protocol::Mysql => mysql(&mut c),
         Protocol::Redis => redis(&mut c),
         Protocol::Amqp => amqp(&mut c),
+        Protocol::Http => http(&mut c, t),
     };
     r.unwrap_or_else(|e| Outcome::NotReady(short(&e)))
 }
@@ -224,6 +226,42 @@ fn amqp(c: &mut Box<dyn Conn>) -> io::Result<Outcome> {
     Ok(amqp_reply(&buf[..n]))
 }
 
+/// The smallest HTTP request: HTTP/1.0 (the server closes after replying), a Host header, nothing else.
+pub fn http_request(path: &str, host: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// A status line `HTTP/1.x NNN` is an answer whatever the status (a 404 or 401 still proves the server is up and
+/// speaking HTTP); anything else, a truncated line included, is not.
+pub fn http_reply(buf: &[u8]) -> Outcome {
+    let status_line = buf.len() >= 12
+        && buf.starts_with(b"HTTP/1.")
+        && buf[7].is_ascii_digit()
+        && buf[8] == b' '
+        && buf[9..12].iter().all(u8::is_ascii_digit);
+    if status_line {
+        Outcome::Ready
+    } else if buf.is_empty() {
+        Outcome::NotReady("connection closed".into())
+    } else {
+        Outcome::NotReady("not an HTTP reply".into())
+    }
+}
+
+fn http(c: &mut Box<dyn Conn>, t: &Target) -> io::Result<Outcome> {
+    let path = t.http_path.as_deref().unwrap_or("/");
+    c.write_all(&http_request(path, &t.endpoint.to_string()))?;
+    let mut buf = [0u8; 12];
+    let mut n = 0;
+    while n < buf.len() {
+        match c.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(http_reply(&buf[..n]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +322,37 @@ mod tests {
         assert_eq!(amqp_reply(&[1, 0, 0, 0, 0, 1, 0xf4, 0]), Outcome::Ready);
         assert_eq!(amqp_reply(b"AMQP\x00\x00\x09\x01"), Outcome::Ready);
         assert!(matches!(amqp_reply(b""), Outcome::NotReady(_)));
+    }
+
+    #[test]
+    fn http_replies() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"HTTP/1.1 200 OK\r\n", true),
+            (b"HTTP/1.0 404 Not Found\r\n", true),
+            (b"HTTP/1.1 401", true),
+            (b"HTTP/1.1 503 Service Unavailable", true),
+            (b"HTTP/1.1 20", false),
+            (b"HTTP/2 200 OK\r\n", false),
+            (b"HTTP/1.1 abc x\r\n", false),
+            (b"SSH-2.0-OpenSSH_9.2\r\n", false),
+            (b"+PONG\r\n", false),
+            (b"", false),
+        ];
+        for (reply, ready) in cases {
+            assert_eq!(
+                http_reply(reply) == Outcome::Ready,
+                *ready,
+                "{}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+        assert_eq!(
+            http_reply(b"garbage garbage"),
+            Outcome::NotReady("not an HTTP reply".into())
+        );
+        assert_eq!(
+            http_request("/execution/", "api:8080"),
+            b"GET /execution/ HTTP/1.0\r\nHost: api:8080\r\nConnection: close\r\n\r\n"
+        );
     }
 }

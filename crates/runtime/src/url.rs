@@ -12,6 +12,8 @@ pub enum Protocol {
     Mysql,
     Redis,
     Amqp,
+    /// Plain HTTP (the Airflow 3 execution API): any status line is an answer.
+    Http,
     /// TLS-only or unknown protocols: a TCP connect is all we check.
     Tcp,
 }
@@ -31,6 +33,8 @@ pub struct Target {
     /// Percent-decoded user name (PostgreSQL's startup message needs one); never displayed.
     pub user: Option<String>,
     pub database: Option<String>,
+    /// HTTP only: the request target (path and query, as written; `/` when the URL has none); never displayed.
+    pub http_path: Option<String>,
 }
 
 impl fmt::Display for Endpoint {
@@ -75,6 +79,10 @@ pub enum UrlError {
     NoDefaultPort(String),
     #[error("invalid host")]
     BadHost,
+    #[error("not an http:// or https:// URL")]
+    NotHttp,
+    #[error("invalid path (spaces or control characters)")]
+    BadPath,
 }
 
 /// Schemes with nothing on the network to wait for.
@@ -222,6 +230,7 @@ fn parse_one(url: &str) -> Result<Parsed, UrlError> {
             endpoint: Endpoint::Unix(PathBuf::from(percent_decode(path))),
             user: None,
             database: None,
+            http_path: None,
         }]));
     }
     let info = scheme_info(base);
@@ -288,6 +297,7 @@ fn parse_one(url: &str) -> Result<Parsed, UrlError> {
         endpoint,
         user: user.clone(),
         database: database.clone(),
+        http_path: None,
     };
     if let Some(dir) = socket {
         let path = if protocol == Protocol::Postgres {
@@ -310,6 +320,53 @@ fn parse_one(url: &str) -> Result<Parsed, UrlError> {
         targets.push(mk(Endpoint::Tcp { host: h, port }));
     }
     Ok(Parsed::Targets(targets))
+}
+
+/// Parse an `http://` or `https://` URL (Airflow 3's `[core] execution_api_server_url`). Userinfo is skipped
+/// (never sent, never shown), the host is after the last `@` before the query, as for [`parse`]. `https` gets
+/// [`Protocol::Tcp`]: without TLS a connect is all that can be checked.
+pub fn parse_http(value: &str) -> Result<Target, UrlError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(UrlError::Empty);
+    }
+    let (scheme, rest) = value.split_once("://").ok_or(UrlError::NoScheme)?;
+    let scheme = scheme.to_ascii_lowercase();
+    let (protocol, default_port) = match scheme.as_str() {
+        "http" => (Protocol::Http, 80),
+        "https" => (Protocol::Tcp, 443),
+        _ => return Err(UrlError::NotHttp),
+    };
+    let rest = rest.split('#').next().unwrap_or("");
+    let before_query = rest.split('?').next().unwrap_or(rest);
+    let after_user = match before_query.rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let hp_end = after_user.find(['/', '?']).unwrap_or(after_user.len());
+    let (host, port) = split_host_port(&after_user[..hp_end])?;
+    if host.is_empty() || host.starts_with('/') || !valid_host(&host) {
+        return Err(UrlError::BadHost);
+    }
+    let path = match &after_user[hp_end..] {
+        "" => "/".to_string(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_string(),
+    };
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(UrlError::BadPath);
+    }
+    Ok(Target {
+        scheme,
+        protocol,
+        endpoint: Endpoint::Tcp {
+            host,
+            port: port.unwrap_or(default_port),
+        },
+        user: None,
+        database: None,
+        http_path: Some(path),
+    })
 }
 
 #[cfg(test)]
@@ -502,5 +559,66 @@ mod tests {
     fn percent_decoding() {
         assert_eq!(percent_decode("a%40b%2f%zz%4"), "a@b/%zz%4");
         assert_eq!(percent_decode("%"), "%");
+    }
+
+    #[test]
+    fn http_forms() {
+        // (value, shown, protocol, request path)
+        let cases: &[(&str, &str, Protocol, &str)] = &[
+            (
+                "http://api-server:8080/execution/",
+                "http at api-server:8080",
+                Protocol::Http,
+                "/execution/",
+            ),
+            ("http://api", "http at api:80", Protocol::Http, "/"),
+            (
+                "HTTP://Api:9/x?y=1#frag",
+                "http at Api:9",
+                Protocol::Http,
+                "/x?y=1",
+            ),
+            ("http://h?x", "http at h:80", Protocol::Http, "/?x"),
+            (
+                "http://u:p@ss/w@[::1]:8080/execution/",
+                "http at [::1]:8080",
+                Protocol::Http,
+                "/execution/",
+            ),
+            (
+                " https://api.example.com/execution/ ",
+                "https at api.example.com:443",
+                Protocol::Tcp,
+                "/execution/",
+            ),
+        ];
+        for (value, shown, protocol, path) in cases {
+            let t = parse_http(value).unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert_eq!(
+                (t.to_string().as_str(), t.protocol, t.http_path.as_deref()),
+                (*shown, *protocol, Some(*path)),
+                "{value}"
+            );
+            assert_eq!((t.user, t.database), (None, None));
+        }
+        let bad: &[(&str, UrlError)] = &[
+            ("", UrlError::Empty),
+            ("api:8080/execution/", UrlError::NoScheme),
+            ("ftp://api/", UrlError::NotHttp),
+            ("postgresql://db/x", UrlError::NotHttp),
+            ("http://api:x/", UrlError::BadPort),
+            ("http:///execution/", UrlError::BadHost),
+            ("http://u:s3cret@/x", UrlError::BadHost),
+            ("http://::1/x", UrlError::BareIpv6),
+            ("http://api/a b", UrlError::BadPath),
+        ];
+        for (value, want) in bad {
+            assert_eq!(parse_http(value).as_ref().err(), Some(want), "{value}");
+        }
+        // The generic parser still knows no http (a database URL of http:// is the same error as before).
+        assert_eq!(
+            parse("http://api/x"),
+            Err(UrlError::NoDefaultPort("http".into()))
+        );
     }
 }
