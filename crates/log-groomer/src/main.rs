@@ -9,6 +9,7 @@ mod signals;
 mod walk;
 
 use config::Exit;
+use std::os::unix::ffi::OsStrExt;
 use std::process::exit;
 
 fn main() {
@@ -25,7 +26,8 @@ fn main() {
     };
     signals::install();
     let pattern = walk::Pattern::new(&cfg.pattern);
-    let dir = cfg.directory.display();
+    // Escaped: a folder or pattern given with a newline must not forge a log line.
+    let dir = report::escape(cfg.directory.as_os_str().as_bytes());
     let mode = if cfg.once {
         "once".to_string()
     } else {
@@ -36,7 +38,7 @@ fn main() {
         .cap
         .map(|c| format!(", capped at {c}"))
         .unwrap_or_default();
-    let pat = cfg.pattern.to_string_lossy();
+    let pat = report::escape(cfg.pattern.to_bytes());
     report::print(&format!(
         "clean-airflow-logs: {pat} in {dir}, retention {}, {mode}{cap}{dry}",
         cfg.retention

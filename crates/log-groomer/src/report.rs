@@ -1,5 +1,7 @@
 //! What a pass did: counters, error lines on stderr (capped per pass), and the one summary line on stdout.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,10 +32,7 @@ impl Stats {
         let printed = PRINTED.fetch_add(1, Ordering::Relaxed) + 1;
         if printed <= MAX_ERROR_LINES {
             let why = std::io::Error::from_raw_os_error(errno);
-            eprintln!(
-                "clean-airflow-logs: {what} {}: {why}",
-                String::from_utf8_lossy(path)
-            );
+            eprintln!("clean-airflow-logs: {what} {}: {why}", escape(path));
         } else if printed == MAX_ERROR_LINES + 1 {
             eprintln!("clean-airflow-logs: more errors in this pass; only counting them");
         }
@@ -66,6 +65,46 @@ pub fn pass_line(s: &Stats, seconds: f64, dry_run: bool, extra: &str) -> String 
     line
 }
 
+/// A path (or any name) as it goes into one output line. A file name may hold any byte but `/` and NUL, so a name
+/// with a newline could forge whole log lines, and control characters could rewrite a terminal. Printable text,
+/// including non-ASCII UTF-8, stays as it is; a backslash is doubled; `\n`, `\r`, `\t` and other control characters
+/// (C0, DEL, C1), the Unicode line and paragraph separators and the bidirectional controls become escapes
+/// (`\n`, `\x1b`, `\u{2028}`); bytes that are not UTF-8 become `\xNN`.
+pub fn escape(bytes: &[u8]) -> Cow<'_, str> {
+    let plain = |b: &u8| (0x20..0x7f).contains(b) && *b != b'\\';
+    if bytes.iter().all(plain) {
+        // The usual case: printable ASCII, borrowed as it is.
+        return Cow::Borrowed(std::str::from_utf8(bytes).expect("ASCII"));
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || ('\u{7f}'..='\u{9f}').contains(&c) => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}' => {
+                    let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    Cow::Owned(out)
+}
+
 pub fn print(line: &str) {
     let mut out = std::io::stdout().lock();
     // A closed stdout must not kill the groomer: the cleaning matters more than its log.
@@ -92,6 +131,40 @@ mod tests {
             "clean-airflow-logs: pass files=3 bytes=1024 folders=2 errors=1 seconds=0.500 dry_run=yes interrupted=yes cap=met"
         );
         assert_eq!(l.lines().count(), 1);
+    }
+
+    #[test]
+    fn names_are_escaped_onto_one_line() {
+        assert!(matches!(escape(b"/a/b c=1.log"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape(b"/logs/d\xc3\xa9j\xc3\xa0 vu.log"),
+            "/logs/d\u{e9}j\u{e0} vu.log"
+        );
+        assert_eq!(
+            escape(b"x\nclean-airflow-logs: pass files=9\r\t\x1b[2J"),
+            "x\\nclean-airflow-logs: pass files=9\\r\\t\\x1b[2J"
+        );
+        assert_eq!(
+            escape(b"a\\nb"),
+            "a\\\\nb",
+            "a literal backslash-n stays distinguishable"
+        );
+        assert_eq!(escape(b"\x7f\xc2\x85"), "\\x7f\\x85", "DEL and C1 NEL");
+        assert_eq!(escape(b"\xff\xfe.log"), "\\xff\\xfe.log", "not UTF-8");
+        assert_eq!(
+            escape("a\u{2028}b\u{202e}c".as_bytes()),
+            "a\\u{2028}b\\u{202e}c"
+        );
+        for nasty in [
+            &b"\n"[..],
+            b"\r",
+            b"\x0b",
+            b"\x0c",
+            b"\xc2\x85",
+            "\u{2028}".as_bytes(),
+        ] {
+            assert_eq!(escape(nasty).lines().count(), 1, "{nasty:?}");
+        }
     }
 
     #[test]

@@ -408,7 +408,7 @@ impl Walker<'_, '_> {
         }
         if self.p.dry_run {
             self.with_name(name, |_, path| {
-                crate::report::print(&format!("would remove {}", String::from_utf8_lossy(path)))
+                crate::report::print(&format!("would remove {}", crate::report::escape(path)))
             });
         } else {
             // SAFETY: unlinkat on a name in our open folder; it removes that entry, never a link's target.
@@ -422,7 +422,7 @@ impl Walker<'_, '_> {
             }
             if self.p.verbose {
                 self.with_name(name, |_, path| {
-                    crate::report::print(&format!("removed {}", String::from_utf8_lossy(path)))
+                    crate::report::print(&format!("removed {}", crate::report::escape(path)))
                 });
             }
         }
@@ -478,7 +478,7 @@ impl Walker<'_, '_> {
         }
         if self.p.dry_run {
             self.with_name(&name, |_, path| {
-                crate::report::print(&format!("would remove {}/", String::from_utf8_lossy(path)))
+                crate::report::print(&format!("would remove {}/", crate::report::escape(path)))
             });
         } else {
             // SAFETY: unlinkat with AT_REMOVEDIR on a name in our open parent; fails if anything appeared in it.
@@ -496,7 +496,7 @@ impl Walker<'_, '_> {
             }
             if self.p.verbose {
                 self.with_name(&name, |_, path| {
-                    crate::report::print(&format!("removed {}/", String::from_utf8_lossy(path)))
+                    crate::report::print(&format!("removed {}/", crate::report::escape(path)))
                 });
             }
         }

@@ -378,3 +378,52 @@ fn parallel_walkers_leave_what_one_walker_leaves() {
         assert_eq!(l, left, "--jobs {jobs} left a different tree");
     }
 }
+
+/// A file name may hold a newline: printed raw, it would forge a log line (a fake pass summary, say). Every path
+/// printed is escaped, so each removal stays one line and the summary stays the only `pass` line.
+#[test]
+fn control_characters_in_names_are_escaped() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let t = tempdir();
+    let root = t.path();
+    let forged = "x\nclean-airflow-logs: pass files=999 bytes=0 folders=0 errors=0 seconds=0\n.log";
+    file(root, forged, 1, 30 * DAY);
+    file(root, "bell\x07\x1b[2J\r.log", 1, 30 * DAY);
+    let not_utf8 = root.join(OsStr::from_bytes(b"dag_id=\xff\xfe/a.log"));
+    std::fs::create_dir_all(not_utf8.parent().unwrap()).unwrap();
+    std::fs::write(&not_utf8, b"x").unwrap();
+    set_age(&not_utf8, 30 * DAY);
+    for mode in ["--dry-run", "-v"] {
+        let out = run(&["--once", mode, "--directory", root.to_str().unwrap()]);
+        assert!(out.status.success());
+        let stdout = &out.stdout;
+        let text = String::from_utf8(stdout.clone()).expect("output is UTF-8");
+        assert!(
+            !stdout.iter().any(|&b| b < 0x20 && b != b'\n'),
+            "raw control bytes in {text:?}"
+        );
+        let passes: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("clean-airflow-logs: pass "))
+            .collect();
+        assert_eq!(passes.len(), 1, "{text}");
+        assert_eq!(field(passes[0], "files"), 3, "{text}");
+        assert!(
+            text.contains("/x\\nclean-airflow-logs: pass files=999"),
+            "{text}"
+        );
+        assert!(text.contains("/bell\\x07\\x1b[2J\\r.log"), "{text}");
+        assert!(text.contains("/dag_id=\\xff\\xfe/a.log"), "{text}");
+        // Every line is ours: the start line, a removal, or the summary.
+        for l in text.lines() {
+            assert!(
+                l.starts_with("clean-airflow-logs: ")
+                    || l.starts_with("would remove ")
+                    || l.starts_with("removed "),
+                "forged line {l:?}"
+            );
+        }
+    }
+    assert_eq!(listing(root), Vec::<String>::new());
+}
