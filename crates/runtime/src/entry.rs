@@ -291,22 +291,27 @@ fn wait_for(what: &str, names: &[&str], policy: &Policy, sigs: &Signals) -> Resu
     let Some((name, value)) = connection(names, sigs)? else {
         return Ok(());
     };
-    let targets = match url::parse(&value) {
-        Ok(Parsed::Local(_)) => return Ok(()),
-        Ok(Parsed::Targets(t)) => t,
-        Err(e) => {
-            say!("{name} is not a valid connection URL: {e}");
-            return Err(Stop(EXIT_CONFIG));
-        }
-    };
-    match wait::wait_for(
-        what,
-        &name,
-        &targets,
-        policy,
-        sigs,
-        &mut crate::probe::probe,
-    ) {
+    match url::parse(&value) {
+        Ok(Parsed::Local(_)) => Ok(()),
+        Ok(Parsed::Targets(targets)) => wait_on(what, &name, &targets, policy, sigs),
+        Err(e) => Err(bad_url(&name, e)),
+    }
+}
+
+/// One line naming the variable and the problem, never the value.
+fn bad_url(name: &str, e: url::UrlError) -> Stop {
+    say!("{name} is not a valid connection URL: {e}");
+    Stop(EXIT_CONFIG)
+}
+
+fn wait_on(
+    what: &str,
+    name: &str,
+    targets: &[url::Target],
+    policy: &Policy,
+    sigs: &Signals,
+) -> Result<(), Stop> {
+    match wait::wait_for(what, name, targets, policy, sigs, &mut crate::probe::probe) {
         wait::Waited::Ready => Ok(()),
         wait::Waited::GaveUp(line) => {
             say!("{line}");
@@ -347,15 +352,30 @@ fn task(argv: &[String], label: &str, sigs: &Signals) -> Result<(), Stop> {
 fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
     if let Some(e) = airflow::executor_shim(
         var("EXECUTOR").as_deref(),
-        var("AIRFLOW__CORE__EXECUTOR").as_deref(),
+        var(airflow::EXECUTOR_VAR).as_deref(),
     ) {
-        env::set_var("AIRFLOW__CORE__EXECUTOR", e);
+        env::set_var(airflow::EXECUTOR_VAR, e);
     }
     let kind = airflow::classify(words);
-    let migrate = airflow::truthy(
-        var("_AIRFLOW_DB_MIGRATE")
-            .or_else(|| var("_AIRFLOW_DB_UPGRADE"))
-            .as_deref(),
+    let (version, auth_manager, executor) = (
+        var(airflow::VERSION_VAR),
+        var(airflow::AUTH_MANAGER_VAR),
+        var(airflow::EXECUTOR_VAR),
+    );
+    let plan = airflow::plan(
+        &kind,
+        &airflow::Settings {
+            airflow_version: version.as_deref(),
+            auth_manager: auth_manager.as_deref(),
+            executor: executor.as_deref(),
+            jwt_secret_set: airflow::JWT_SECRET_VARS.iter().any(|n| var(n).is_some()),
+            migrate: airflow::truthy(
+                var("_AIRFLOW_DB_MIGRATE")
+                    .or_else(|| var("_AIRFLOW_DB_UPGRADE"))
+                    .as_deref(),
+            ),
+            user_create: airflow::truthy(var("_AIRFLOW_WWW_USER_CREATE").as_deref()),
+        },
     );
     let policy = Policy::from_env(
         var("CONNECTION_CHECK_MAX_COUNT").as_deref(),
@@ -365,14 +385,41 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
         say!("{e}");
         Stop(EXIT_CONFIG)
     })?;
+    // Parsed now, so a malformed URL stops start-up before anything runs; waited for after the start-up tasks.
+    let execution_api = match (&policy, plan.wait_execution_api) {
+        (Some(_), true) => var(airflow::EXECUTION_API_VAR)
+            .map(|v| url::parse_http(&v).map_err(|e| bad_url(airflow::EXECUTION_API_VAR, e)))
+            .transpose()?,
+        _ => None,
+    };
+    if plan.jwt_warning {
+        warn!(
+            "{} is not set (nor {} or {}): all components of one Airflow 3 deployment (api-server, scheduler, \
+             dag-processor, triggerer, workers) must share the same JWT secret, otherwise tasks fail with \
+             authentication errors between workers and the API server; set the same value in every container",
+            airflow::JWT_SECRET_VARS[0],
+            airflow::JWT_SECRET_VARS[1],
+            airflow::JWT_SECRET_VARS[2]
+        );
+    }
+    if plan.user_needs_fab {
+        warn!(
+            "_AIRFLOW_WWW_USER_CREATE is set, but creating a user needs the FAB auth manager and {} is {}: no \
+             user is created; with the Simple auth manager set AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS (e.g. \
+             admin:admin) instead, or use FAB ({})",
+            airflow::AUTH_MANAGER_VAR,
+            auth_manager.as_deref().unwrap_or_default(),
+            airflow::FAB_AUTH_MANAGER
+        );
+    }
     // Resolved before anything runs, so a missing password stops start-up before the database is touched.
-    let user = if airflow::truthy(var("_AIRFLOW_WWW_USER_CREATE").as_deref()) {
+    let user = if plan.create_user {
         Some(user_create_command(sigs)?)
     } else {
         None
     };
     if let Some(policy) = &policy {
-        if airflow::needs_db(&kind) || migrate || user.is_some() {
+        if plan.wait_db {
             wait_for(
                 "database",
                 &[
@@ -383,11 +430,11 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
                 sigs,
             )?;
         }
-        if airflow::needs_broker(&kind) {
+        if plan.wait_broker {
             wait_for("broker", &["AIRFLOW__CELERY__BROKER_URL"], policy, sigs)?;
         }
     }
-    if migrate {
+    if plan.migrate {
         task(
             &["airflow".into(), "db".into(), "migrate".into()],
             "airflow db migrate",
@@ -395,8 +442,8 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
         )?;
     }
     // The image does not sync FAB permissions per webserver worker, so the roles exist only after
-    // sync-perm: it must run before a user is given one, and once before every webserver.
-    if airflow::is_webserver(&kind) || user.is_some() {
+    // sync-perm: it must run before a user is given one, and once before every webserver or api-server.
+    if plan.sync_perm {
         task(
             &["airflow".into(), "sync-perm".into()],
             "airflow sync-perm",
@@ -405,6 +452,16 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
     }
     if let Some((argv, label)) = &user {
         task(argv, label, sigs)?;
+    }
+    // Last: the API server may itself be waiting for the migration above.
+    if let (Some(policy), Some(target)) = (&policy, execution_api) {
+        wait_on(
+            "execution API server",
+            airflow::EXECUTION_API_VAR,
+            &[target],
+            policy,
+            sigs,
+        )?;
     }
     Ok(())
 }
