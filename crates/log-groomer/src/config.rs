@@ -2,9 +2,11 @@
 //! with status 2 before touching anything.
 
 use crate::age::Retention;
+use crate::report::escape;
 use clap::Parser;
 use std::ffi::CString;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 pub const RETENTION_VARS: [&str; 2] = [
     "ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS",
@@ -109,6 +111,7 @@ pub fn from_env_and_args<I: IntoIterator<Item = std::ffi::OsString>>(
         Some(r) => r,
         None => match RETENTION_VARS.iter().find_map(|n| var(n).map(|v| (n, v))) {
             Some((name, value)) => Retention::parse(&value).map_err(|why| {
+                let value = escape(value.as_bytes());
                 Exit::Usage(format!("error: invalid value '{value}' in ${name}: {why}"))
             })?,
             None => Retention::parse(DEFAULT_RETENTION).expect("default retention parses"),
@@ -119,13 +122,15 @@ pub fn from_env_and_args<I: IntoIterator<Item = std::ffi::OsString>>(
         (None, Some(v)) => match v.trim().parse::<u64>() {
             Ok(m) if (1..=10_000_000).contains(&m) => m * 60,
             _ => {
+                let v = escape(v.as_bytes());
                 return Err(Exit::Usage(format!(
                     "error: invalid value '{v}' in ${FREQUENCY_VAR}: expected whole minutes"
-                )))
+                )));
             }
         },
         (None, None) => DEFAULT_EVERY,
     };
+    refuse_system_folder(&directory).map_err(Exit::Usage)?;
     Ok(Config {
         once: flags.once,
         dry_run: flags.dry_run,
@@ -137,6 +142,82 @@ pub fn from_env_and_args<I: IntoIterator<Item = std::ffi::OsString>>(
         pattern: flags.pattern,
         jobs: usize::from(flags.jobs),
     })
+}
+
+/// Folders that are never a log folder: the root and the system's own folders (a pass there would walk the whole
+/// system), the `LIBS` folders at the top and under `/usr`, and any folder under the pseudo file systems of
+/// `SYSTEM_TREES`.
+const SYSTEM_FOLDERS: [&str; 24] = [
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/local",
+    "/usr/sbin",
+    "/usr/share",
+    "/var",
+    "/var/lib",
+    "/var/tmp",
+];
+const SYSTEM_TREES: [&str; 2] = ["/proc", "/sys"];
+const LIBS: [&str; 4] = ["/lib", "/lib32", "/lib64", "/libx32"];
+
+/// Refuses the system folders above, after resolving symlinks, `..` and repeated slashes; a folder that does not
+/// exist yet is judged by its path alone (`..` taken lexically). Called at start-up and again before every pass,
+/// since the folder may appear later, as a symlink.
+pub fn refuse_system_folder(dir: &Path) -> Result<(), String> {
+    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| lexical_absolute(dir));
+    let r = real.as_os_str().as_bytes();
+    // `/lib`, `/lib32`, `/lib64`, `/libx32`, and the same under `/usr` (where merged-/usr systems keep them).
+    let lib = r.strip_prefix(b"/usr").unwrap_or(r);
+    let top_lib = LIBS.iter().any(|l| l.as_bytes() == lib);
+    let under = SYSTEM_TREES
+        .iter()
+        .any(|t| r.starts_with(t.as_bytes()) && r.get(t.len()) == Some(&b'/'));
+    if !(SYSTEM_FOLDERS.iter().any(|f| f.as_bytes() == r) || top_lib || under) {
+        return Ok(());
+    }
+    let given = escape(dir.as_os_str().as_bytes());
+    let resolved = escape(r);
+    let that_is = if given == resolved {
+        String::new()
+    } else {
+        format!(" (that is {resolved})")
+    };
+    Err(format!(
+        "error: refusing to clean '{given}'{that_is}: a system folder, not a log folder"
+    ))
+}
+
+/// `dir` made absolute against the working folder, with `.`, `..` and repeated slashes resolved by name.
+fn lexical_absolute(dir: &Path) -> PathBuf {
+    use std::path::Component;
+    let joined = std::env::current_dir().unwrap_or_default().join(dir);
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 fn parse_every(s: &str) -> Result<u64, String> {
@@ -329,6 +410,51 @@ mod tests {
         let e = parse(&[], &[(FREQUENCY_VAR, "0")]).unwrap_err();
         assert!(e.contains(FREQUENCY_VAR), "{e}");
         assert!(parse(&["--bogus"], &[]).unwrap_err().contains("--bogus"));
+    }
+
+    #[test]
+    fn system_folders_are_refused() {
+        for dir in [
+            "/",
+            "//",
+            "/.",
+            "/usr/..",
+            "/tmp/../",
+            "/etc",
+            "/etc/",
+            "/usr",
+            "/usr/local",
+            "/var",
+            "/lib64",
+            "/libx32",
+            "/proc",
+            "/proc/1",
+            "/sys/fs",
+            "/root",
+            "/run",
+            "/nonexistent/..",
+            "/x/../../usr",
+        ] {
+            let e = parse(&["--directory", dir], &[]).unwrap_err();
+            assert!(e.contains("refusing") && e.contains(dir), "{dir}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let e = parse(&[], &[("AIRFLOW_HOME", "/proc/1/..")]).unwrap_err();
+        assert!(e.contains("that is /proc/logs"), "{e}");
+        for dir in [
+            "/usr/local/airflow/logs",
+            "/opt/airflow/logs",
+            "/var/log/airflow",
+            "/library",
+            "/tmp/x/logs",
+            "/does/not/exist",
+        ] {
+            assert!(parse(&["--directory", dir], &[]).is_ok(), "{dir}");
+        }
+        assert!(
+            parse(&[], &[("AIRFLOW_HOME", "/")]).is_ok(),
+            "/logs is fine"
+        );
     }
 
     #[test]

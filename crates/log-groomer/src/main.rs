@@ -45,6 +45,11 @@ fn main() {
     ));
     let mut waiting = false;
     while !signals::stopping() {
+        // Checked again before every pass: the folder may have appeared since, as a symlink to `/`, say.
+        if let Err(line) = config::refuse_system_folder(&cfg.directory) {
+            eprintln!("{line}");
+            exit(2);
+        }
         let line = match groom::pass(&cfg, &pattern) {
             Ok(line) => line,
             Err(walk::Missing) if cfg.once => {

@@ -5,4 +5,5 @@ mod util;
 mod cap;
 mod layout;
 mod races;
+mod safety;
 mod signals;

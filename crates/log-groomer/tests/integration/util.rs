@@ -1,11 +1,12 @@
 //! Small helpers: trees with past mtimes, running the binary, reading its output as it comes.
 
 use std::ffi::CString;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_clean-airflow-logs");
@@ -91,14 +92,24 @@ pub struct Running {
     pub child: Child,
     lines: Receiver<String>,
     pub seen: Vec<String>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 pub fn spawn(cmd: &mut Command) -> Running {
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = Arc::new(Mutex::new(vec![]));
+    let (mut err, sink) = (child.stderr.take().unwrap(), stderr.clone());
+    let stderr_reader = std::thread::spawn(move || {
+        let mut buf = [0; 4096];
+        while let Ok(n @ 1..) = err.read(&mut buf) {
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
     let out = child.stdout.take().unwrap();
     let (tx, lines) = channel();
     std::thread::spawn(move || {
@@ -112,6 +123,8 @@ pub fn spawn(cmd: &mut Command) -> Running {
         child,
         lines,
         seen: vec![],
+        stderr,
+        stderr_reader: Some(stderr_reader),
     }
 }
 
@@ -150,6 +163,16 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Everything written to stderr so far; all of it once the process has exited.
+    pub fn stderr(&mut self) -> String {
+        if self.child.try_wait().unwrap().is_some() {
+            if let Some(reader) = self.stderr_reader.take() {
+                reader.join().unwrap();
+            }
+        }
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
     /// Every remaining line, once the process has exited.
