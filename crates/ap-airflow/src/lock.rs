@@ -46,7 +46,8 @@ pub fn python_platform(distro: &str) -> &'static str {
     match distro {
         "bullseye" => "x86_64-manylinux_2_31",
         "bookworm" => "x86_64-manylinux_2_36",
-        "trixie" => "x86_64-manylinux_2_41",
+        // glibc 2.41; uv knows manylinux tags up to 2_40, which is as good for choosing wheels.
+        "trixie" => "x86_64-manylinux_2_40",
         _ => "x86_64-unknown-linux-gnu",
     }
 }
@@ -102,7 +103,67 @@ fn body(text: &str) -> String {
 }
 
 fn uv() -> Command {
-    Command::new(std::env::var("AP_AIRFLOW_UV").unwrap_or_else(|_| "uv".into()))
+    let mut c = Command::new(std::env::var("AP_AIRFLOW_UV").unwrap_or_else(|_| "uv".into()));
+    // The lock is resolved for the image's Python version, which uv only reads about: never fetch a Python.
+    c.env("UV_PYTHON_DOWNLOADS", "never");
+    c
+}
+
+/// PEP 685's normal form of an extra's name: lower case, runs of `-`, `_`, `.` as one `-`.
+pub fn normalize_extra(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// The line's extras that `apache-airflow` of its version does not provide (`provided`: its Provides-Extra).
+/// uv resolves an unknown extra to nothing, silently; a lock must not lose a seed module that way.
+pub fn missing_extras(release: &Release, provided: &[String]) -> Vec<String> {
+    let provided: std::collections::BTreeSet<String> =
+        provided.iter().map(|e| normalize_extra(e)).collect();
+    release
+        .extras
+        .iter()
+        .filter(|e| !provided.contains(&normalize_extra(e)))
+        .cloned()
+        .collect()
+}
+
+/// Provides-Extra of apache-airflow==VERSION, read from its wheel's METADATA (pip downloads the one wheel).
+const PROVIDED_EXTRAS: &str = r#"
+import pathlib, subprocess, sys, tempfile, zipfile
+with tempfile.TemporaryDirectory() as d:
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                    "--disable-pip-version-check", "-d", d, "apache-airflow==" + sys.argv[1]], check=True)
+    (wheel,) = pathlib.Path(d).glob("*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        for line in z.read(meta).decode().splitlines():
+            if line.startswith("Provides-Extra:"):
+                print(line.split(":", 1)[1].strip())
+"#;
+
+fn provided_extras(airflow: &str) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("python3")
+        .args(["-c", PROVIDED_EXTRAS, airflow])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run python3 to read apache-airflow's extras")?;
+    if !out.status.success() {
+        bail!("cannot read the extras of apache-airflow=={airflow} (pip download failed)");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -116,6 +177,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .context("uv is not installed (pip install uv), needed to resolve the lock")?;
+
+    let missing = missing_extras(&release, &provided_extras(&release.airflow)?);
+    if !missing.is_empty() {
+        bail!(
+            "release {}: apache-airflow=={} has no extra {} (releases.toml `extras`)",
+            release.name(),
+            release.airflow,
+            missing.join(", ")
+        );
+    }
 
     let tmp = tempfile::tempdir()?;
     let input = tmp.path().join("requirements.in");
@@ -190,6 +261,18 @@ mod tests {
                 "apache-airflow-providers-elasticsearch"
             ]
         );
+    }
+
+    #[test]
+    fn extras_compare_in_pep685_form_and_unknown_ones_are_named() {
+        assert_eq!(normalize_extra("Microsoft.Azure"), "microsoft-azure");
+        assert_eq!(normalize_extra("cncf__kubernetes"), "cncf-kubernetes");
+        let r = Release {
+            extras: vec!["microsoft.azure".into(), "password".into(), "fab".into()],
+            ..release()
+        };
+        let provided = ["microsoft-azure".to_string(), "fab".to_string()];
+        assert_eq!(missing_extras(&r, &provided), ["password"]);
     }
 
     #[test]
