@@ -3,7 +3,8 @@
 //! Safety: every name is resolved relative to an open directory descriptor (`openat`, `fstatat`, `unlinkat`) and
 //! sub-folders are opened with `O_NOFOLLOW | O_DIRECTORY`, so a symlink — planted beforehand or swapped in for a
 //! folder mid-walk — is never followed, and nothing outside the tree can be reached by name. Only regular files
-//! are deleted; symlinks, sockets and the like are left alone.
+//! are deleted; symlinks, sockets and the like are left alone. The walk stays on the root's file system, like
+//! `find -xdev`: a folder (or file) with another `st_dev` is a mount point, never entered nor removed.
 //!
 //! Memory: per walker, one open directory stream per level of depth (glibc's 32 KiB getdents buffer each) and the
 //! current path for messages; no file list. Speed: `jobs` walkers share the root folder's stream and each takes
@@ -161,6 +162,8 @@ struct Walker<'p, 'a> {
     path: Vec<u8>,
     /// Held while reading a shared stream.
     root_lock: Option<&'p Mutex<()>>,
+    /// The root's file system: folders on another one (mount points) are not entered.
+    root_dev: libc::dev_t,
 }
 
 /// The root's stream, handed to the walker threads.
@@ -176,6 +179,7 @@ pub fn pass(root: &Path, p: &mut Params, stats: &mut Stats) -> Result<(), Missin
         stats,
         path: root.as_os_str().as_bytes().to_vec(),
         root_lock: None,
+        root_dev: 0,
     };
     let Ok(croot) = CString::new(w.path.clone()) else {
         w.stats.error("cannot open folder", &w.path, libc::EINVAL);
@@ -197,6 +201,15 @@ pub fn pass(root: &Path, p: &mut Params, stats: &mut Stats) -> Result<(), Missin
         w.stats.error("cannot open folder", &w.path.clone(), e);
         return Ok(());
     }
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on the descriptor just opened, into our buffer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        let e = errno();
+        unsafe { libc::close(fd) };
+        w.stats.error("cannot stat", &w.path.clone(), e);
+        return Ok(());
+    }
+    w.root_dev = st.st_dev;
     match w.frame(fd, CString::default(), w.path.len()) {
         Some(root) if w.p.jobs > 1 => w.run_parallel(root),
         Some(root) => w.run(root),
@@ -231,6 +244,7 @@ impl Walker<'_, '_> {
         let lock = Mutex::new(());
         let shared = RootDir(root.dir);
         let path = self.path.clone();
+        let root_dev = self.root_dev;
         let p = &*self.p;
         let results: Vec<(Stats, Option<Survey>)> = std::thread::scope(|scope| {
             let walkers: Vec<_> = (0..p.jobs)
@@ -251,6 +265,7 @@ impl Walker<'_, '_> {
                                 stats: &mut stats,
                                 path: path.clone(),
                                 root_lock: Some(lock),
+                                root_dev,
                             };
                             w.run(Frame {
                                 dir: shared.0,
@@ -388,7 +403,7 @@ impl Walker<'_, '_> {
         }
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => return true,
-            libc::S_IFREG => {}
+            libc::S_IFREG if st.st_dev == self.root_dev => {}
             _ => {
                 top.kept += 1;
                 return false;
@@ -450,6 +465,15 @@ impl Walker<'_, '_> {
                 _ => "cannot open folder",
             };
             self.fail(what, &name, e);
+            return None;
+        }
+        // Like find -xdev: a folder on another file system (a mount point: /proc, an overlay, a volume) is left
+        // alone, and so is the folder holding it. Checked on the open descriptor, so nothing can be swapped in.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on the descriptor just opened, into our buffer; closed by us when not descending.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_dev != self.root_dev {
+            unsafe { libc::close(fd) };
+            top.kept += 1;
             return None;
         }
         let path_len = self.path.len();

@@ -64,3 +64,71 @@ fn a_late_symlink_to_a_system_folder_is_refused() {
         "{err}"
     );
 }
+
+/// A mount point inside the tree (a volume, `/proc` under `/`, overlay2 layers) is another file system: like
+/// `find -xdev`, the walk does not enter it, so nothing on it is removed, and the folders holding it stay.
+/// Needs root (a tmpfs mounted in a private mount namespace); skipped otherwise.
+#[test]
+fn other_file_systems_are_not_entered() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return;
+    }
+    let t = tempdir();
+    let root = t.path().join("logs");
+    let ours = file(&root, &task_log("d", "r", "t", 1), 1, 30 * DAY);
+    let mnt = root.join("dag_id=m/run_id=r");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let old = now() - 30 * DAY;
+    // In a private mount namespace: the tmpfs vanishes with it, so what is left on it is listed from inside.
+    let script = r#"
+        set -e
+        mount -t tmpfs tmpfs "$2"
+        mkdir -p "$2/task_id=t" "$2/empty"
+        echo x > "$2/task_id=t/attempt=1.log"
+        echo x > "$2/top.log"
+        touch -d "@$3" "$2/task_id=t/attempt=1.log" "$2/top.log" "$2/task_id=t" "$2/empty" "$2"
+        "$1" --once -v --pattern '*' --directory "$4"
+        echo "left: $(cd "$2" && find . | sort | tr '\n' ' ')"
+    "#;
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            BIN,
+        ])
+        .arg(&mnt)
+        .arg(old.to_string())
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("mount") {
+        eprintln!("skipped: cannot mount here: {out:?}");
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(": pass "))
+        .expect("pass line");
+    assert_eq!(field(line, "files"), 1, "{stdout}");
+    assert_eq!(field(line, "errors"), 0, "{stdout}");
+    assert!(!ours.exists(), "the pass ran on the root's own file system");
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l.starts_with("removed ") && l.contains("dag_id=m")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("left: . ./empty ./task_id=t ./task_id=t/attempt=1.log ./top.log "),
+        "{stdout}"
+    );
+    assert!(mnt.is_dir(), "the mount point was removed");
+}
