@@ -489,10 +489,11 @@ impl Walker<'_, '_> {
         child
     }
 
-    /// A folder is done: remove it if the pass left it empty. A folder that was already empty is removed only when
-    /// its own mtime is past the retention, so one Airflow just created for a running task is left alone.
+    /// A folder is done: remove it if this pass emptied it, that is, it is empty now and the pass removed matching
+    /// files from it (or from folders in it, removed in turn). A folder that was empty already is never ours: it
+    /// may be one Airflow just created for a running task, or no log folder at all.
     fn leave(&mut self, done: Frame, parent: &mut Frame) {
-        let remove = done.kept == 0 && (done.removed_any || self.folder_expired(&done));
+        let remove = done.kept == 0 && done.removed_any;
         let fd = parent.fd();
         let name = done.name.clone();
         drop(done); // close it before rmdir
@@ -526,21 +527,6 @@ impl Walker<'_, '_> {
         }
         self.stats.folders += 1;
         parent.removed_any = true;
-    }
-
-    fn folder_expired(&self, f: &Frame) -> bool {
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstat on the folder's own open descriptor.
-        if unsafe { libc::fstat(f.fd(), &mut st) } != 0 {
-            return false;
-        }
-        self.p.retention.expired(
-            self.p.now,
-            Timestamp {
-                secs: st.st_mtime,
-                nsecs: st.st_mtime_nsec,
-            },
-        )
     }
 }
 

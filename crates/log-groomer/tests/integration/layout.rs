@@ -30,8 +30,8 @@ fn removes_expired_logs_and_emptied_folders_only() {
     let line = pass_line(&out);
     assert_eq!(field(&line, "files"), 3, "{line}");
     assert_eq!(field(&line, "bytes"), 160, "{line}");
-    // r1/extract, r1, and the already-empty folder past the retention.
-    assert_eq!(field(&line, "folders"), 3, "{line}");
+    // r1/extract and r1, which this pass emptied; never a folder that was empty already.
+    assert_eq!(field(&line, "folders"), 2, "{line}");
     assert_eq!(field(&line, "errors"), 0, "{line}");
     for gone in [&old, &old2, &mixed_old] {
         assert!(!gone.exists(), "{} kept", gone.display());
@@ -40,7 +40,10 @@ fn removes_expired_logs_and_emptied_folders_only() {
         !root.join("dag_id=etl/run_id=r1").exists(),
         "emptied run folder kept"
     );
-    assert!(!old_empty.exists(), "old empty folder kept");
+    assert!(
+        old_empty.exists(),
+        "an old folder that held no log was removed"
+    );
     for kept in [&young, &mixed_young, &other] {
         assert!(kept.exists(), "{} removed", kept.display());
     }
@@ -64,8 +67,8 @@ fn removes_expired_logs_and_emptied_folders_only() {
     assert!(root.is_dir());
     assert_eq!(
         listing(root),
-        ["dag_id=new", "dag_id=new/run_id=r0"],
-        "only the fresh folders remain"
+        ["dag_id=gone", "dag_id=new", "dag_id=new/run_id=r0"],
+        "only the folders that were empty already remain"
     );
 }
 

@@ -132,3 +132,49 @@ fn other_file_systems_are_not_entered() {
     );
     assert!(mnt.is_dir(), "the mount point was removed");
 }
+
+/// Only folders this pass emptied of matching files go. Empty folders that were there already, however old, are
+/// left alone: under a wrong `--directory` they are someone else's (mount points, spool folders), and in a log
+/// folder they may be one Airflow just created.
+#[test]
+fn only_folders_that_held_deleted_logs_are_removed() {
+    let t = tempdir();
+    let root = t.path();
+    let log = file(root, &task_log("d", "r", "t", 1), 1, 30 * DAY);
+    let kept_log = file(root, &task_log("d", "r2", "t", 1), 1, DAY);
+    for empty in [
+        "srv/www",
+        "mnt/cdrom",
+        "dag_id=d/run_id=r3/task_id=t",
+        "a/b/c",
+    ] {
+        std::fs::create_dir_all(root.join(empty)).unwrap();
+    }
+    file(root, "spool/queue.txt", 1, 90 * DAY);
+    for p in listing(root) {
+        let p = root.join(p);
+        if p.is_dir() {
+            set_age(&p, 90 * DAY);
+        }
+    }
+    let before_dirs: Vec<String> = listing(root)
+        .into_iter()
+        .filter(|p| root.join(p).is_dir())
+        .collect();
+    let out = run(&["--once", "-v", "--directory", root.to_str().unwrap()]);
+    assert!(out.status.success());
+    let line = pass_line(&out);
+    assert_eq!(field(&line, "files"), 1, "{line}");
+    assert_eq!(field(&line, "folders"), 2, "task_id=t and run_id=r: {line}");
+    assert!(!log.exists() && kept_log.exists());
+    let gone: Vec<&String> = before_dirs
+        .iter()
+        .filter(|p| !root.join(p).exists())
+        .collect();
+    assert_eq!(
+        gone,
+        ["dag_id=d/run_id=r", "dag_id=d/run_id=r/task_id=t"],
+        "{:?}",
+        listing(root)
+    );
+}
