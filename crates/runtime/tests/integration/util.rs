@@ -43,9 +43,18 @@ pub fn tempdir() -> tempfile::TempDir {
     d
 }
 
+/// Write an executable script. A child process writes it: a descriptor open for writing in this (threaded) test
+/// process would be inherited by whatever another test forks at that moment, and exec'ing the script while such
+/// a child still holds it fails with ETXTBSY ("Text file busy").
 pub fn write_exe(path: &Path, text: &str) {
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = Command::new("/bin/sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success(), "writing {}", path.display());
 }
 
 /// Poll `cond` every 10 ms until it holds; panic with `what` after `limit`.
