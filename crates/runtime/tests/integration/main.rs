@@ -1,6 +1,7 @@
 //! Integration tests: the built `entrypoint` and `tini` against the real kernel, real users, real PostgreSQL and
 //! Redis. One test binary (ripgrep style) so the binaries are built once and helpers are shared.
 
+mod airflow3;
 mod privilege;
 mod readiness;
 mod startup;

@@ -1,4 +1,4 @@
-//! Waiting for real PostgreSQL and Redis servers on free loopback ports.
+//! Waiting for real PostgreSQL and Redis servers, and for an HTTP server (the execution API), on loopback ports.
 
 use crate::require_root;
 use crate::util::*;
@@ -151,9 +151,9 @@ fn max_count_zero_disables_waiting() {
     assert_eq!(stub.calls(), ["scheduler|"]);
 }
 
-/// Starts `airflow scheduler` (as PID 1 too, when root) with `var=value`, waits for `started` on stderr, sends
-/// SIGTERM: the entrypoint must exit 143 within 1.5 s, saying `said`, without running the command.
-fn sigterm_stops_start_up_promptly(var: &str, value: &str, started: &str, said: &str) {
+/// Starts `airflow scheduler` (as PID 1 too, when root) with `env`, waits for `started` on stderr, sends SIGTERM:
+/// the entrypoint must exit 143 within 1.5 s, saying `said`, without running the command.
+fn sigterm_stops_start_up_promptly(env: &[(&str, &str)], started: &str, said: &str) {
     let stub = Stub::new();
     let mut cmds = vec![("exec", stub.entrypoint(&["airflow", "scheduler"]))];
     if is_root() {
@@ -162,7 +162,7 @@ fn sigterm_stops_start_up_promptly(var: &str, value: &str, started: &str, said: 
         cmds.push(("pid1", c));
     }
     for (mode, mut c) in cmds {
-        c.env(var, value);
+        c.envs(env.iter().copied());
         let mut p = Proc::spawn(c);
         p.wait_stderr(started, T);
         let target = if mode == "pid1" { p.ns_init() } else { p.pid() };
@@ -184,8 +184,10 @@ fn sigterm_stops_start_up_promptly(var: &str, value: &str, started: &str, said: 
 fn sigterm_ends_the_wait_promptly() {
     let port = free_port();
     sigterm_stops_start_up_promptly(
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-        &format!("postgresql://127.0.0.1:{port}/x"),
+        &[(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            &format!("postgresql://127.0.0.1:{port}/x"),
+        )],
         "waiting for the database",
         "SIGTERM while waiting for the database",
     );
@@ -272,9 +274,259 @@ fn db_url_from_cmd_variant() {
 fn sigterm_ends_a_hung_cmd_variant_promptly() {
     // A secrets backend that never answers; the shell's own child must go too.
     sigterm_stops_start_up_promptly(
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
-        "echo asking the vault >&2; sleep 60; echo postgresql://127.0.0.1/x",
+        &[(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+            "echo asking the vault >&2; sleep 60; echo postgresql://127.0.0.1/x",
+        )],
         "asking the vault",
         "SIGTERM while running AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+    );
+}
+
+const EXECUTION_API: &str = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL";
+
+#[test]
+fn execution_api_is_waited_for_after_the_migration() {
+    // A 3.x scheduler with the LocalExecutor (the default): migrate first (the API server may be waiting for
+    // it), then wait for the execution API, then start.
+    let reserved = Reserved::new();
+    let port = reserved.port;
+    let stub = Stub::new();
+    let mut p = Proc::spawn({
+        let mut c = stub.entrypoint(&["airflow", "scheduler"]);
+        c.env("AIRFLOW_VERSION", "3.3.2")
+            .env("_AIRFLOW_DB_MIGRATE", "true")
+            .env("AIRFLOW__API_AUTH__JWT_SECRET", "x")
+            .env(
+                EXECUTION_API,
+                format!("http://airflow:s3cret@127.0.0.1:{port}/execution/"),
+            );
+        c
+    });
+    p.wait_stderr(
+        &format!("waiting for the execution API server at 127.0.0.1:{port} ({EXECUTION_API})"),
+        T,
+    );
+    assert!(p.running(), "{}", p.stderr());
+    assert_eq!(
+        stub.calls(),
+        ["db migrate|"],
+        "migrated before waiting, not started"
+    );
+    let api = reserved.serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let ready = Instant::now();
+    poll("the scheduler to start", T, || {
+        (stub.calls().len() == 2).then_some(())
+    });
+    let late = ready.elapsed();
+    assert!(late <= NOTICE, "noticed {late:?} after the server was up");
+    assert_eq!(code(p.wait(T)), 0, "{}", p.stderr());
+    assert_eq!(stub.calls(), ["db migrate|", "scheduler|"]);
+    let err = p.stderr();
+    assert!(
+        err.contains(&format!(
+            "execution API server http at 127.0.0.1:{port} is ready ({EXECUTION_API}"
+        )),
+        "{err}"
+    );
+    let req = &api.requests()[0];
+    assert!(
+        req.starts_with(&format!(
+            "GET /execution/ HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n"
+        )),
+        "{req}"
+    );
+    for shown in [err.as_str(), req.as_str()] {
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("airflow:"),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn any_http_status_is_an_answer_and_garbage_is_not() {
+    let reserved = Reserved::new();
+    let port = reserved.port;
+    let _api = reserved.serve(b"HTTP/1.0 404 Not Found\r\n\r\n");
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "celery", "worker"],
+        &[
+            ("AIRFLOW_VERSION", "3.3.2"),
+            (
+                EXECUTION_API,
+                &format!("http://127.0.0.1:{port}/execution/"),
+            ),
+        ],
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(stub.calls(), ["celery worker|"]);
+
+    // Something that is listening but not an HTTP server is not ready.
+    let reserved = Reserved::new();
+    let port = reserved.port;
+    let _ssh = reserved.serve(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+    let stub = Stub::new();
+    let start = Instant::now();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "celery", "worker"],
+        &[
+            ("AIRFLOW_VERSION", "3.3.2"),
+            (
+                EXECUTION_API,
+                &format!("http://127.0.0.1:{port}/execution/"),
+            ),
+            ("CONNECTION_CHECK_MAX_COUNT", "3"),
+            ("CONNECTION_CHECK_SLEEP_TIME", "0.05"),
+        ],
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(rc, 1, "{out}");
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!(
+            "entrypoint: gave up waiting for the execution API server at 127.0.0.1:{port} ({EXECUTION_API}) after 3 attempts"
+        )) && last.ends_with(": not an HTTP reply"),
+        "{out}"
+    );
+    assert!(stub.calls().is_empty());
+}
+
+#[test]
+fn who_waits_for_the_execution_api() {
+    // Nothing listens there: a command that waits gives up (exit 1) without running; the others just run.
+    let closed = Reserved::new();
+    let url = format!("http://127.0.0.1:{}/execution/", closed.port);
+    type Case = (
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+        bool,
+    );
+    const V3: (&str, &str) = ("AIRFLOW_VERSION", "3.3.2");
+    let cases: &[Case] = &[
+        (&["airflow", "scheduler"], &[V3], true),
+        (
+            &["airflow", "scheduler"],
+            &[
+                V3,
+                ("AIRFLOW__CORE__EXECUTOR", "LocalExecutor,CeleryExecutor"),
+            ],
+            true,
+        ),
+        (
+            &["airflow", "scheduler"],
+            &[V3, ("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")],
+            false,
+        ),
+        (
+            &["airflow", "scheduler"],
+            &[V3, ("AIRFLOW__CORE__EXECUTOR", "KubernetesExecutor")],
+            false,
+        ),
+        (
+            &["airflow", "scheduler"],
+            &[V3, ("EXECUTOR", "Celery")],
+            false,
+        ),
+        (&["bash", "-c", "exec airflow scheduler"], &[V3], true),
+        (&["airflow", "celery", "worker"], &[V3], true),
+        (
+            &["airflow", "celery", "worker"],
+            &[V3, ("EXECUTOR", "Celery")],
+            true,
+        ),
+        (&["airflow", "api-server"], &[V3], false),
+        (&["airflow", "api-server"], &[], false),
+        (&["airflow", "dag-processor"], &[V3], false),
+        (&["airflow", "triggerer"], &[V3], false),
+        (&["airflow", "celery", "flower"], &[V3], false),
+        (&["airflow", "scheduler", "--help"], &[V3], false),
+        (
+            &["airflow", "celery", "worker"],
+            &[V3, ("CONNECTION_CHECK_MAX_COUNT", "0")],
+            false,
+        ),
+        (
+            &["airflow", "scheduler"],
+            &[("AIRFLOW_VERSION", "2.10.5")],
+            false,
+        ),
+        (
+            &["airflow", "celery", "worker"],
+            &[("AIRFLOW_VERSION", "2.10.5")],
+            false,
+        ),
+        (&["airflow", "scheduler"], &[], false),
+    ];
+    for (args, env, waits) in cases {
+        let stub = Stub::new();
+        let mut env = env.to_vec();
+        for (k, v) in [
+            (EXECUTION_API, url.as_str()),
+            ("CONNECTION_CHECK_MAX_COUNT", "2"),
+            ("CONNECTION_CHECK_SLEEP_TIME", "0.05"),
+        ] {
+            // The case's own value (MAX_COUNT=0) wins.
+            if !env.iter().any(|(have, _)| *have == k) {
+                env.push((k, v));
+            }
+        }
+        let (rc, out) = run(&stub, args, &env);
+        let gave_up = out.contains("gave up waiting for the execution API server");
+        assert_eq!(
+            (rc, gave_up),
+            if *waits { (1, true) } else { (0, false) },
+            "{args:?} {env:?}: {out}"
+        );
+        assert_eq!(stub.calls().is_empty(), *waits, "{args:?} {env:?}");
+    }
+}
+
+#[test]
+fn malformed_execution_api_url_stops_before_anything_runs() {
+    for value in [
+        "http://u:t0psecret@api:notaport/execution/",
+        "postgresql://u:t0psecret@db/x",
+        "api-server:8080/execution/",
+    ] {
+        let stub = Stub::new();
+        let (rc, out) = run(
+            &stub,
+            &["airflow", "scheduler"],
+            &[
+                ("AIRFLOW_VERSION", "3.3.2"),
+                ("AIRFLOW__API_AUTH__JWT_SECRET", "x"),
+                ("_AIRFLOW_DB_MIGRATE", "true"),
+                (EXECUTION_API, value),
+            ],
+        );
+        assert_eq!(rc, 2, "{value}: {out}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            out.starts_with(&format!(
+                "entrypoint: {EXECUTION_API} is not a valid connection URL: "
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("t0psecret"), "{out}");
+        assert!(
+            stub.calls().is_empty(),
+            "nothing migrated: {:?}",
+            stub.calls()
+        );
+    }
+}
+
+#[test]
+fn sigterm_ends_the_execution_api_wait_promptly() {
+    let closed = Reserved::new();
+    let url = format!("http://127.0.0.1:{}/execution/", closed.port);
+    sigterm_stops_start_up_promptly(
+        &[("AIRFLOW_VERSION", "3.3.2"), (EXECUTION_API, &url)],
+        "waiting for the execution API server",
+        "SIGTERM while waiting for the execution API server",
     );
 }

@@ -2,15 +2,6 @@
 
 use crate::util::*;
 
-fn run(stub: &Stub, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut c = stub.entrypoint(args);
-    c.envs(env.iter().copied());
-    let out = c.output().unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (code(out.status), text)
-}
-
 #[test]
 fn webserver_syncs_permissions_first() {
     for args in [
@@ -227,4 +218,92 @@ fn bad_settings_are_one_line() {
     assert!(out.contains("CONNECTION_CHECK_MAX_COUNT"));
     let out = stub.entrypoint(&[]).output().unwrap();
     assert_eq!(code(out.status), 2);
+}
+
+#[test]
+fn users_create_or_add_role_as_the_command_syncs_permissions_first() {
+    // Issue #9: right after `airflow db migrate` on a fresh database the roles do not exist yet ("Admin is not a
+    // valid role") because the image leaves them to sync-perm.
+    let create =
+        "users create --username u --firstname F --lastname L --email u@example.com --role Admin \
+                  --password p";
+    type Case = (
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+        Vec<String>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            &[
+                "airflow",
+                "users",
+                "create",
+                "--username",
+                "u",
+                "--firstname",
+                "F",
+                "--lastname",
+                "L",
+                "--email",
+                "u@example.com",
+                "--role",
+                "Admin",
+                "--password",
+                "p",
+            ],
+            &[("AIRFLOW_VERSION", "2.10.5")],
+            vec!["sync-perm|".into(), format!("{create}|")],
+        ),
+        (
+            &["bash", "-c", "exec airflow users add-role -u u -r Op"],
+            &[],
+            vec!["sync-perm|".into(), "users add-role -u u -r Op|".into()],
+        ),
+        (
+            &["airflow", "users", "add-role", "-u", "u", "-r", "Op"],
+            &[("_AIRFLOW_DB_MIGRATE", "true")],
+            vec![
+                "db migrate|".into(),
+                "sync-perm|".into(),
+                "users add-role -u u -r Op|".into(),
+            ],
+        ),
+        // Once, also when _AIRFLOW_WWW_USER_CREATE creates a user first.
+        (
+            &["airflow", "users", "add-role", "-u", "u", "-r", "Op"],
+            &[
+                ("_AIRFLOW_WWW_USER_CREATE", "true"),
+                ("_AIRFLOW_WWW_USER_PASSWORD", "x"),
+            ],
+            vec![
+                "sync-perm|".into(),
+                "users create --username admin --firstname Airflow --lastname Admin --email \
+                 airflowadmin@example.com --role Admin --password x|"
+                    .into(),
+                "users add-role -u u -r Op|".into(),
+            ],
+        ),
+        // Not before other commands.
+        (
+            &["airflow", "users", "list"],
+            &[],
+            vec!["users list|".into()],
+        ),
+        (
+            &["airflow", "users", "create", "--help"],
+            &[],
+            vec!["users create --help|".into()],
+        ),
+        (
+            &["airflow", "roles", "list"],
+            &[],
+            vec!["roles list|".into()],
+        ),
+    ];
+    for (args, env, want) in cases {
+        let stub = Stub::new();
+        let (rc, out) = run(&stub, args, env);
+        assert_eq!(rc, 0, "{args:?}: {out}");
+        assert_eq!(stub.calls(), want, "{args:?}");
+    }
 }

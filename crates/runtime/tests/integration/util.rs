@@ -1,11 +1,14 @@
 //! Shared helpers: the built binaries, temp dirs, polling, processes in fresh PID namespaces, real servers.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const ENTRYPOINT: &str = env!("CARGO_BIN_EXE_entrypoint");
@@ -203,6 +206,16 @@ impl Stub {
     pub fn calls(&self) -> Vec<String> {
         read(&self.log).lines().map(str::to_string).collect()
     }
+    /// Another recording program next to `airflow` (e.g. `python`): logs `NAME args|AIRFLOW__CORE__EXECUTOR`.
+    pub fn add_program(&self, name: &str) {
+        write_exe(
+            &self.dir.path().join(name),
+            &format!(
+                "#!/bin/sh\necho \"{name} $*|$AIRFLOW__CORE__EXECUTOR\" >> {}\n",
+                self.log.display()
+            ),
+        );
+    }
     /// The entrypoint with a clean environment: this stub on PATH, running as root without stepping down.
     pub fn entrypoint(&self, args: &[&str]) -> Command {
         let mut c = Command::new(ENTRYPOINT);
@@ -212,6 +225,115 @@ impl Stub {
             .envs(same_user())
             .env("HOME", "/root");
         c
+    }
+}
+
+/// Run the entrypoint with `stub` and extra `env` to the end: its exit code and its stdout then stderr.
+pub fn run(stub: &Stub, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut c = stub.entrypoint(args);
+    c.envs(env.iter().copied());
+    let out = c.output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (code(out.status), text)
+}
+
+/// A loopback port bound but not listening: nobody else can take it, and connecting is refused until [`serve`].
+///
+/// [`serve`]: Reserved::serve
+pub struct Reserved {
+    fd: OwnedFd,
+    pub port: u16,
+}
+
+impl Reserved {
+    pub fn new() -> Reserved {
+        // SAFETY: plain socket calls on a fresh descriptor we own; the address structs are fully initialised.
+        unsafe {
+            let raw = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = OwnedFd::from_raw_fd(raw);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let sa = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+            assert_eq!(
+                libc::bind(raw, sa, len),
+                0,
+                "bind: {}",
+                std::io::Error::last_os_error()
+            );
+            assert_eq!(libc::getsockname(raw, sa, &mut len), 0);
+            Reserved {
+                fd,
+                port: u16::from_be(addr.sin_port),
+            }
+        }
+    }
+
+    /// Start listening now: a tiny server that answers every connection with `reply` (after reading the request
+    /// head, which it records) and closes it; stopped on drop.
+    pub fn serve(self, reply: &'static [u8]) -> Http {
+        assert_eq!(unsafe { libc::listen(self.fd.as_raw_fd(), 16) }, 0);
+        let listener = TcpListener::from(self.fd);
+        listener.set_nonblocking(true).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let mut conn = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 512];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = conn.write_all(reply);
+            }
+        });
+        Http {
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// See [`Reserved::serve`].
+pub struct Http {
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Http {
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
