@@ -28,27 +28,44 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Parses `N` or `Nd` (days), `Nh` (hours), `Nm` (minutes); N may be fractional.
+    /// Parses a number of days (`15`, `0.5`).
+    pub fn days(text: &str) -> Result<Retention, String> {
+        Retention::parse(text, DAY)
+    }
+
+    /// Parses a number of minutes (`90`, `1.5`).
+    pub fn minutes(text: &str) -> Result<Retention, String> {
+        Retention::parse(text, MINUTE)
+    }
+
+    /// Parses a number N of `unit`s, optionally fractional; no unit suffix is accepted (is `6M` six months or six
+    /// minutes?), the unit is the flag's or the variable's.
     ///
-    /// - A whole number N of units: expired when `floor(age / unit) > N` (find's `-mtime +N`, `-mmin +N`), i.e.
-    ///   when `age >= (N + 1) * unit`.
+    /// - A whole number N: expired when `floor(age / unit) > N` (find's `-mtime +N`, `-mmin +N`), i.e. when
+    ///   `age >= (N + 1) * unit`.
     /// - A fractional N: expired when `floor(age in seconds) > N * unit`, i.e. `age >= floor(N * unit) + 1` s.
-    pub fn parse(text: &str) -> Result<Retention, String> {
+    fn parse(text: &str, unit: u64) -> Result<Retention, String> {
         let t = text.trim();
-        let (num, unit) = match t.char_indices().last() {
-            Some((i, 'd' | 'D')) => (&t[..i], DAY),
-            Some((i, 'h' | 'H')) => (&t[..i], HOUR),
-            Some((i, 'm' | 'M')) => (&t[..i], MINUTE),
-            _ => (t, DAY),
-        };
-        let bad = || {
-            "expected a number of days, optionally fractional, or a value like 90m, 12h, 2d"
-                .to_string()
-        };
-        if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let name = if unit == DAY { "days" } else { "minutes" };
+        let digits = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let suffix = t[digits..].trim_start();
+        if digits > 0 && suffix.starts_with(char::is_alphabetic) {
+            let e_g = if unit == DAY {
+                "15 or 0.5 (for minutes use --retention-minutes)"
+            } else {
+                "90 or 1.5"
+            };
+            return Err(format!(
+                "no unit suffix is accepted ('{suffix}'): give a number of {name}, e.g. {e_g}"
+            ));
+        }
+        let bad = || format!("expected a number of {name}, optionally fractional, e.g. 15 or 0.5");
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             return Err(bad());
         }
-        let value: f64 = num.parse().map_err(|_| bad())?;
+        let value: f64 = t.parse().map_err(|_| bad())?;
         let secs = value * unit as f64;
         if secs > MAX_SECS {
             return Err("longer than 100 years".to_string());
@@ -59,7 +76,7 @@ impl Retention {
             secs.floor() as u64 + 1
         };
         Ok(Retention {
-            spec: t.to_string(),
+            spec: format!("{t} {name}"),
             min_age,
         })
     }
@@ -153,7 +170,7 @@ mod tests {
 
     #[test]
     fn whole_days_follow_find_mtime() {
-        let r = Retention::parse("15").unwrap();
+        let r = Retention::days("15").unwrap();
         assert_eq!(r.min_age, 16 * DAY);
         assert!(
             !r.expired(NOW, aged(15 * DAY as i64)),
@@ -173,7 +190,7 @@ mod tests {
 
     #[test]
     fn nanoseconds_count_at_the_boundary() {
-        let r = Retention::parse("1").unwrap();
+        let r = Retention::days("1").unwrap();
         let just_short = Timestamp {
             secs: NOW.secs - 2 * DAY as i64,
             nsecs: NOW.nsecs + 1,
@@ -188,14 +205,14 @@ mod tests {
 
     #[test]
     fn zero_days_means_older_than_a_day() {
-        let r = Retention::parse("0").unwrap();
+        let r = Retention::days("0").unwrap();
         assert!(!r.expired(NOW, aged(DAY as i64 - 1)));
         assert!(r.expired(NOW, aged(DAY as i64)));
     }
 
     #[test]
     fn future_files_are_kept() {
-        let r = Retention::parse("0.00001").unwrap();
+        let r = Retention::days("0.00001").unwrap();
         assert_eq!(r.min_age, 1);
         assert!(!r.expired(NOW, aged(-3600)));
         assert!(!r.expired(NOW, NOW));
@@ -204,25 +221,51 @@ mod tests {
 
     #[test]
     fn fractional_days_compare_whole_seconds() {
-        let r = Retention::parse("0.5").unwrap();
+        let r = Retention::days("0.5").unwrap();
         assert_eq!(r.min_age, 43_201);
         assert!(!r.expired(NOW, aged(43_200)), "exactly half a day is kept");
         assert!(r.expired(NOW, aged(43_201)));
-        assert_eq!(Retention::parse("1.5").unwrap().min_age, 129_601);
+        assert_eq!(Retention::days("1.5").unwrap().min_age, 129_601);
         // An integral value written with a fraction is the whole-number rule.
-        assert_eq!(Retention::parse("2.0").unwrap().min_age, 3 * DAY);
+        assert_eq!(Retention::days("2.0").unwrap().min_age, 3 * DAY);
     }
 
     #[test]
-    fn minutes_hours_and_days_suffixes() {
-        let r = Retention::parse("90m").unwrap();
+    fn minutes_follow_find_mmin() {
+        let r = Retention::minutes("90").unwrap();
         assert_eq!(r.min_age, 91 * 60, "like find -mmin +90");
         assert!(!r.expired(NOW, aged(90 * 60 + 59)));
         assert!(r.expired(NOW, aged(91 * 60)));
-        assert_eq!(Retention::parse("12h").unwrap().min_age, 13 * HOUR);
-        assert_eq!(Retention::parse("2d").unwrap().min_age, 3 * DAY);
-        assert_eq!(Retention::parse(" 7 ").unwrap().min_age, 8 * DAY);
-        assert_eq!(Retention::parse("1.5m").unwrap().min_age, 91);
+        assert_eq!(r.spec, "90 minutes");
+        assert_eq!(Retention::minutes("0").unwrap().min_age, 60);
+        assert_eq!(Retention::minutes("1.5").unwrap().min_age, 91);
+        assert_eq!(Retention::days(" 7 ").unwrap().min_age, 8 * DAY);
+        assert_eq!(Retention::days("7").unwrap().spec, "7 days");
+    }
+
+    #[test]
+    fn unit_suffixes_are_refused() {
+        // `6M`: six months or six minutes? Neither: the unit is the flag's.
+        for (bad, suffix) in [
+            ("6M", "'M'"),
+            ("6m", "'m'"),
+            ("90m", "'m'"),
+            ("12h", "'h'"),
+            ("2d", "'d'"),
+            ("5w", "'w'"),
+            ("1y", "'y'"),
+            ("15 days", "'days'"),
+            ("0.5D", "'D'"),
+        ] {
+            let e = Retention::days(bad).unwrap_err();
+            assert!(
+                e.contains("no unit suffix") && e.contains(suffix),
+                "{bad}: {e}"
+            );
+            assert!(e.contains("--retention-minutes"), "{e}");
+            let e = Retention::minutes(bad).unwrap_err();
+            assert!(e.contains("number of minutes"), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -236,11 +279,13 @@ mod tests {
             "NaN",
             "1.2.3",
             "m",
-            "15 days",
-            "5w",
             "99999999999",
+            "1,5",
+            "..",
+            ".",
         ] {
-            assert!(Retention::parse(bad).is_err(), "{bad:?} accepted");
+            assert!(Retention::days(bad).is_err(), "{bad:?} accepted");
+            assert!(Retention::minutes(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -35,10 +35,13 @@ struct Flags {
     /// Folder to clean [default: ${AIRFLOW_HOME:-/usr/local/airflow}/logs].
     #[arg(long, value_name = "DIR")]
     directory: Option<PathBuf>,
-    /// Retention: N days (fractional allowed) or Nm / Nh / Nd [default: $ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS,
+    /// Retention in days, fractional allowed, no unit suffix [default: $ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS,
     /// else $AIRFLOW__LOG_RETENTION_DAYS, else 15].
-    #[arg(long, value_name = "N", value_parser = Retention::parse)]
+    #[arg(long, value_name = "N", value_parser = Retention::days, overrides_with = "retention_minutes")]
     retention_days: Option<Retention>,
+    /// Retention in minutes instead (as find -mmin +N); the last of the two retention flags wins.
+    #[arg(long, value_name = "N", value_parser = Retention::minutes, overrides_with = "retention_days")]
+    retention_minutes: Option<Retention>,
     /// Seconds between passes, aligned to multiples since the epoch (UTC) [default: 60 ×
     /// $AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES, else 900].
     #[arg(long, value_name = "SECONDS", value_parser = parse_every)]
@@ -107,14 +110,14 @@ pub fn from_env_and_args<I: IntoIterator<Item = std::ffi::OsString>>(
         let home = var("AIRFLOW_HOME").unwrap_or_else(|| "/usr/local/airflow".to_string());
         PathBuf::from(home).join("logs")
     });
-    let retention = match flags.retention_days {
+    let retention = match flags.retention_minutes.or(flags.retention_days) {
         Some(r) => r,
         None => match RETENTION_VARS.iter().find_map(|n| var(n).map(|v| (n, v))) {
-            Some((name, value)) => Retention::parse(&value).map_err(|why| {
+            Some((name, value)) => Retention::days(&value).map_err(|why| {
                 let value = escape(value.as_bytes());
                 Exit::Usage(format!("error: invalid value '{value}' in ${name}: {why}"))
             })?,
-            None => Retention::parse(DEFAULT_RETENTION).expect("default retention parses"),
+            None => Retention::days(DEFAULT_RETENTION).expect("default retention parses"),
         },
     };
     let every = match (flags.every, var(FREQUENCY_VAR)) {
@@ -364,8 +367,8 @@ mod tests {
                 "--dry-run",
                 "--directory",
                 "/x",
-                "--retention-days",
-                "90m",
+                "--retention-minutes",
+                "90",
                 "--every",
                 "60",
                 "--max-size",
@@ -385,9 +388,27 @@ mod tests {
     }
 
     #[test]
+    fn the_last_retention_flag_wins() {
+        let c = parse(&["--retention-days", "2", "--retention-minutes", "30"], &[]).unwrap();
+        assert_eq!(c.retention.min_age, 31 * 60);
+        let c = parse(&["--retention-minutes", "30", "--retention-days", "2"], &[]).unwrap();
+        assert_eq!(c.retention.min_age, 3 * 86_400);
+        let env = [("AIRFLOW__LOG_RETENTION_DAYS", "9")];
+        let c = parse(&["--retention-minutes", "30"], &env).unwrap();
+        assert_eq!(
+            c.retention.min_age,
+            31 * 60,
+            "a flag wins over the environment"
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_flag_and_value_on_one_line() {
         for (args, flag, value) in [
             (&["--retention-days", "x"][..], "--retention-days", "x"),
+            (&["--retention-days", "6M"], "--retention-days", "6M"),
+            (&["--retention-days", "90m"], "--retention-days", "90m"),
+            (&["--retention-minutes", "1h"], "--retention-minutes", "1h"),
             (&["--max-size", "12Q"], "--max-size", "12Q"),
             (&["--every", "0"], "--every", "0"),
             (&["--every", "1.5"], "--every", "1.5"),
@@ -407,6 +428,12 @@ mod tests {
             e.contains("ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS") && e.contains("'fifteen'"),
             "{e}"
         );
+        let e = parse(
+            &[],
+            &[("ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS", "6M")],
+        )
+        .unwrap_err();
+        assert!(e.contains("'6M'") && e.contains("no unit suffix"), "{e}");
         let e = parse(&[], &[(FREQUENCY_VAR, "0")]).unwrap_err();
         assert!(e.contains(FREQUENCY_VAR), "{e}");
         assert!(parse(&["--bogus"], &[]).unwrap_err().contains("--bogus"));

@@ -132,8 +132,8 @@ fn minutes_and_fractional_retention() {
         "--once",
         "--directory",
         r.to_str().unwrap(),
-        "--retention-days",
-        "90m",
+        "--retention-minutes",
+        "90",
     ]);
     assert!(out.status.success());
     assert!(m89.exists() && !m92.exists());
@@ -227,6 +227,10 @@ fn bad_input_exits_2_and_deletes_nothing() {
     let dir = root.to_str().unwrap();
     for (args, flag) in [
         (vec!["--retention-days", "x"], "--retention-days"),
+        // Six months or six minutes? Unit suffixes are refused: the unit is the flag's.
+        (vec!["--retention-days", "6M"], "--retention-days"),
+        (vec!["--retention-days", "90m"], "--retention-days"),
+        (vec!["--retention-minutes", "2h"], "--retention-minutes"),
         (vec!["--max-size", "12Q"], "--max-size"),
         (vec!["--every", "soon"], "--every"),
         (vec!["--jobs", "0"], "--jobs"),
