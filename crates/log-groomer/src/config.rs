@@ -15,13 +15,17 @@ pub const RETENTION_VARS: [&str; 2] = [
 pub const FREQUENCY_VAR: &str = "AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES";
 const DEFAULT_RETENTION: &str = "15";
 const DEFAULT_EVERY: u64 = 900;
+/// About 19 years: anything longer is surely a typo.
+const MAX_EVERY_MINUTES: u64 = 10_000_000;
 /// Walkers working at once: the walk mostly waits for inode reads, and a cold disk serves several in parallel
 /// (measured: 8 concurrent walks stat a cold 200k-file tree 3× faster than one).
 const DEFAULT_JOBS: u16 = 8;
 
 /// Deletes expired Airflow task logs, then folders left empty, every quarter hour (UTC).
+/// A flag given twice is no error: the last one wins, so arguments added after a wrapper's own (`/clean-logs`'s)
+/// override them.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_override_self = true)]
 struct Flags {
     /// Run one pass, then exit.
     #[arg(long)]
@@ -44,8 +48,11 @@ struct Flags {
     retention_minutes: Option<Retention>,
     /// Seconds between passes, aligned to multiples since the epoch (UTC) [default: 60 ×
     /// $AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES, else 900].
-    #[arg(long, value_name = "SECONDS", value_parser = parse_every)]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_every, overrides_with = "every_minutes")]
     every: Option<u64>,
+    /// The same in whole minutes (1 to 10000000); the last of --every and --every-minutes wins.
+    #[arg(long, value_name = "MINUTES", value_parser = parse_every_minutes, overrides_with = "every")]
+    every_minutes: Option<u64>,
     /// Size cap: BYTES (with K/M/G/T suffixes) for the folder, or N% for its file system.
     #[arg(long, value_name = "BYTES|N%", value_parser = Cap::parse)]
     max_size: Option<Cap>,
@@ -120,10 +127,13 @@ pub fn from_env_and_args<I: IntoIterator<Item = std::ffi::OsString>>(
             None => Retention::days(DEFAULT_RETENTION).expect("default retention parses"),
         },
     };
-    let every = match (flags.every, var(FREQUENCY_VAR)) {
+    let every = match (
+        flags.every_minutes.map(|m| m * 60).or(flags.every),
+        var(FREQUENCY_VAR),
+    ) {
         (Some(s), _) => s,
-        (None, Some(v)) => match v.trim().parse::<u64>() {
-            Ok(m) if (1..=10_000_000).contains(&m) => m * 60,
+        (None, Some(v)) => match parse_every_minutes(&v) {
+            Ok(m) => m * 60,
             _ => {
                 let v = escape(v.as_bytes());
                 return Err(Exit::Usage(format!(
@@ -227,6 +237,13 @@ fn parse_every(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(n) if (1..=1_000_000_000).contains(&n) => Ok(n),
         _ => Err("expected whole seconds, at least 1".to_string()),
+    }
+}
+
+fn parse_every_minutes(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_EVERY_MINUTES).contains(&n) => Ok(n),
+        _ => Err(format!("expected whole minutes, 1 to {MAX_EVERY_MINUTES}")),
     }
 }
 
@@ -385,6 +402,55 @@ mod tests {
         assert_eq!(c.every, 60);
         assert_eq!(c.cap, Some(Cap::Bytes(2 << 30)));
         assert_eq!(c.pattern.to_str().unwrap(), "*.txt");
+    }
+
+    #[test]
+    fn every_minutes() {
+        assert_eq!(parse(&["--every-minutes", "5"], &[]).unwrap().every, 300);
+        let env = [(FREQUENCY_VAR, "7")];
+        assert_eq!(parse(&["--every-minutes", "5"], &env).unwrap().every, 300);
+        assert_eq!(
+            parse(&["--every-minutes", "5", "--every", "20"], &[])
+                .unwrap()
+                .every,
+            20,
+            "the last wins"
+        );
+        assert_eq!(
+            parse(&["--every", "20", "--every-minutes", "5"], &[])
+                .unwrap()
+                .every,
+            300
+        );
+        for bad in ["0", "1.5", "-1", "10000001", "5m"] {
+            let e = parse(&[&format!("--every-minutes={bad}")], &[]).unwrap_err();
+            assert!(e.contains("--every-minutes") && e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_flag_given_twice_takes_the_last() {
+        let c = parse(
+            &[
+                "--retention-days",
+                "3",
+                "--max-size",
+                "1G",
+                "--directory",
+                "/a",
+                "--retention-days",
+                "5",
+                "--max-size",
+                "50%",
+                "--directory",
+                "/b",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.retention.min_age, 6 * 86_400);
+        assert_eq!(c.cap, Some(Cap::Percent(50.0)));
+        assert_eq!(c.directory, PathBuf::from("/b"));
     }
 
     #[test]
