@@ -53,7 +53,7 @@ struct Flags {
     /// The same in whole minutes (1 to 10000000); the last of --every and --every-minutes wins.
     #[arg(long, value_name = "MINUTES", value_parser = parse_every_minutes, overrides_with = "every")]
     every_minutes: Option<u64>,
-    /// Size cap: BYTES (with K/M/G/T suffixes) for the folder, or N% for its file system.
+    /// Size cap: BYTES (with K/M/G/T suffixes) for the folder, or N% of its file system's size.
     #[arg(long, value_name = "BYTES|N%", value_parser = Cap::parse)]
     max_size: Option<Cap>,
     /// File-name pattern (shell glob, as find -name).
@@ -83,7 +83,8 @@ pub struct Config {
 pub enum Cap {
     /// Total apparent size of the regular files in the folder.
     Bytes(u64),
-    /// Used share of the folder's file system, in percent (as `df` shows it).
+    /// Used bytes of the folder's file system, in percent of its size (as the official chart's clean-logs counts:
+    /// df's Used against its 1K-blocks, from statvfs).
     Percent(f64),
 }
 
@@ -300,7 +301,7 @@ impl std::fmt::Display for Cap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Cap::Bytes(b) => write!(f, "{b} bytes"),
-            Cap::Percent(p) => write!(f, "{p}% of the file system"),
+            Cap::Percent(p) => write!(f, "{p}% of the file system's size"),
         }
     }
 }

@@ -51,13 +51,13 @@ fn enforce_cap(
         Cap::Bytes(limit) => (s.kept_bytes, limit),
         Cap::Percent(p) => match fs_usage(cfg) {
             // In a dry run nothing was freed yet: count what would have been.
-            Some((used, total)) => {
+            Some((used, size)) => {
                 let used = if cfg.dry_run {
                     used.saturating_sub(stats.bytes)
                 } else {
                     used
                 };
-                (used, (total as f64 * p / 100.0) as u64)
+                (used, (size as f64 * p / 100.0) as u64)
             }
             None => return " cap=unknown".to_string(),
         },
@@ -102,7 +102,8 @@ fn enforce_cap(
     format!(" cap={verdict} retention={}", human(min_age))
 }
 
-/// Used and usable bytes of the folder's file system, as `df` counts them (reserved blocks excluded).
+/// Used bytes of the folder's file system and its size, from statvfs: `df`'s Used and 1K-blocks columns, the
+/// official chart's measure (blocks reserved for root count in the size, not as used).
 fn fs_usage(cfg: &Config) -> Option<(u64, u64)> {
     let path = std::ffi::CString::new(cfg.directory.as_os_str().as_bytes()).ok()?;
     let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -111,6 +112,7 @@ fn fs_usage(cfg: &Config) -> Option<(u64, u64)> {
         return None;
     }
     let frsize = vfs.f_frsize as u64;
-    let used = (vfs.f_blocks as u64 - vfs.f_bfree as u64) * frsize;
-    Some((used, used + vfs.f_bavail as u64 * frsize))
+    let size = vfs.f_blocks as u64 * frsize;
+    let used = (vfs.f_blocks as u64).saturating_sub(vfs.f_bfree as u64) * frsize;
+    Some((used, size))
 }
