@@ -374,6 +374,12 @@ impl Walker<'_, '_> {
                     false
                 }
             };
+            // fsck's `lost+found` (at the root of a volume mounted as the log folder) is never ours, as in the
+            // official clean-logs; unreadable to the groomer's user, it would also be an error line every pass.
+            if descend && bytes == b"lost+found" {
+                top.kept += 1;
+                continue;
+            }
             if descend {
                 let name = name.to_owned();
                 if let Some(child) = self.open_child(dirfd, name, top) {
