@@ -127,8 +127,10 @@ def main(argv):
             where = "config.yml"
         elif set_in_provider(section, key, value):
             where = "provider config"
-        else:
+        elif (templates / "pre_2_7_defaults.cfg").exists():
             set_in_fallback(templates / "pre_2_7_defaults.cfg", section, key, value)
+        else:  # Airflow 3 has no fallback file: an option nobody defines is a mistake in releases.toml
+            sys.exit(f"{section}.{key}: no such option in Airflow's or any installed provider's config")
             where = "pre_2_7_defaults.cfg"
         print(f"default {section}.{key} = {value} ({where})")
 

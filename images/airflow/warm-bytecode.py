@@ -25,7 +25,10 @@ WHOLE = [
     "celery",
     "kombu",
     "billiard",
-    "gunicorn",
+    "gunicorn",  # 2.x webserver
+    "uvicorn",  # 3.x api-server
+    "fastapi",
+    "starlette",
     "flask_appbuilder",
     "sqlalchemy.dialects",
     "psycopg2",

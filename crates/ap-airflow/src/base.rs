@@ -20,7 +20,7 @@ pub struct Args {
     /// Debian mirror (default: the release file's `debian_mirror`).
     #[arg(long)]
     pub mirror: Option<String>,
-    /// Name of the image to make (default: the release file's `python_base_image`).
+    /// Name of the image to make (default: the line's, `<python_base_repository>:<python>-<distro>`).
     #[arg(long)]
     pub tag: Option<String>,
 }
@@ -56,7 +56,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let image = args
         .tag
         .clone()
-        .unwrap_or(file.defaults.python_base_image.clone());
+        .unwrap_or_else(|| file.python_base_image(&release));
     let mirror = args
         .mirror
         .clone()

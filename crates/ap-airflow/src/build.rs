@@ -32,7 +32,7 @@ pub struct Args {
     /// Image repository to tag (default: the release file's `repository`).
     #[arg(long)]
     pub repository: Option<String>,
-    /// Python base image (default: the release file's `python_base_image`).
+    /// Python base image (default: the line's, `<python_base_repository>:<python>-<distro>`).
     #[arg(long)]
     pub python_base_image: Option<String>,
     /// Take entrypoint, tini and clean-airflow-logs from DIR instead of building them with cargo.
@@ -78,6 +78,7 @@ pub fn base_build_args(
         ("AIRFLOW_PACKAGES", release.packages.join(" ")),
         ("DISTRO", release.distro.clone()),
         ("PYTHON_VERSION", release.python.clone()),
+        ("CONFIG_DEFAULTS", release.config.join(" ")),
         ("BUILD_TIME", meta.build_time.clone()),
         ("COMMIT_SHA", meta.commit.clone()),
         ("REPO_URL", meta.repo_url.clone()),
@@ -282,7 +283,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let python_base = args
         .python_base_image
         .clone()
-        .unwrap_or(defaults.python_base_image.clone());
+        .unwrap_or_else(|| file.python_base_image(&release));
     let root = workspace_root(&file)?;
     let lock = file.lock_path(&release);
     if !lock.is_file() {

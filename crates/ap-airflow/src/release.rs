@@ -23,7 +23,8 @@ pub enum ReleaseError {
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     pub repository: String,
-    pub python_base_image: String,
+    /// Repository of the Python base images; a line's base is `<repository>:<python>-<distro>`.
+    pub python_base_repository: String,
     pub debian_mirror: String,
 }
 
@@ -42,6 +43,10 @@ pub struct Release {
     pub packages: Vec<String>,
     /// Constraints file, relative to the release file's folder.
     pub lock: PathBuf,
+    /// The image's Airflow defaults, `SECTION.KEY=VALUE`, written into Airflow's packaged defaults at build time
+    /// (their section names differ between Airflow 2 and 3, so they belong to the line, not the Dockerfile).
+    #[serde(default)]
+    pub config: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +145,7 @@ impl Release {
             extras: vec!["celery".into(), "cncf.kubernetes".into()],
             packages: vec![],
             lock: "locks/x.txt".into(),
+            config: vec![],
         }
     }
 }
@@ -209,6 +215,14 @@ impl ReleaseFile {
     pub fn lock_path(&self, release: &Release) -> PathBuf {
         self.root().join(&release.lock)
     }
+
+    /// The line's Python base image: Debian's own Python of the line's distro.
+    pub fn python_base_image(&self, release: &Release) -> String {
+        format!(
+            "{}:{}-{}",
+            self.defaults.python_base_repository, release.python, release.distro
+        )
+    }
 }
 
 fn validate(r: &Release) -> Result<(), String> {
@@ -231,6 +245,15 @@ fn validate(r: &Release) -> Result<(), String> {
         .map_err(|_| format!("released {:?} is not a YYYY-MM-DD date", r.released))?;
     if r.python.split('.').count() != 2 || r.python.split('.').any(|p| p.parse::<u32>().is_err()) {
         return Err(format!("python {:?} is not MAJOR.MINOR", r.python));
+    }
+    for c in &r.config {
+        let (name, value) = c.split_once('=').unwrap_or_default();
+        let (section, key) = name.split_once('.').unwrap_or_default();
+        let word =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !word(section) || !word(key) || value.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(format!("config {c:?} is not SECTION.KEY=VALUE"));
+        }
     }
     Ok(())
 }
@@ -270,7 +293,7 @@ mod tests {
     const FILE: &str = r#"
 [defaults]
 repository = "astronomerinc/ap-airflow"
-python_base_image = "py:3.11"
+python_base_repository = "py"
 debian_mirror = "http://deb.debian.org/debian"
 
 [[release]]
@@ -324,6 +347,13 @@ lock = "locks/b.txt"
     }
 
     #[test]
+    fn python_base_is_per_line() {
+        let f = file();
+        let r = f.get(Some("2.9.3-4")).unwrap();
+        assert_eq!(f.python_base_image(r), "py:3.11-bookworm");
+    }
+
+    #[test]
     fn lock_is_relative_to_the_file() {
         let f = file();
         let r = f.get(Some("2.9.3-4")).unwrap();
@@ -360,6 +390,10 @@ lock = "locks/b.txt"
                 &FILE.replace("python = \"3.11\"", "python = \"3\""),
                 "MAJOR.MINOR",
             ),
+            (
+                &FILE.replace("extras = []", "extras = []\nconfig = [\"core lazy=1\"]"),
+                "not SECTION.KEY=VALUE",
+            ),
         ];
         for (text, want) in cases {
             let err = ReleaseFile::parse(Path::new("r.toml"), text)
@@ -376,8 +410,20 @@ lock = "locks/b.txt"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../releases.toml");
         let f = ReleaseFile::load(&path).unwrap();
         let r = f.get(None).unwrap();
-        assert_eq!(r.name(), "2.10.5-1");
-        assert_eq!(r.distro, "bookworm");
-        assert!(r.extras.iter().any(|e| e == "cncf.kubernetes"));
+        assert_eq!(r.name(), "3.3.2-1");
+        assert_eq!(r.distro, "trixie");
+        assert_eq!(
+            f.python_base_image(r),
+            "astronomerinc/ap-airflow-python:3.13-trixie"
+        );
+        let old = f.get(Some("2.10.5-1")).unwrap();
+        assert_eq!(old.distro, "bookworm");
+        for r in [r, old] {
+            assert!(r.extras.iter().any(|e| e == "cncf.kubernetes"));
+            assert!(r
+                .config
+                .iter()
+                .any(|c| c == "celery.operation_timeout=10.0"));
+        }
     }
 }

@@ -222,13 +222,11 @@ pub fn expected_probe(release: &Release) -> Vec<(String, Want)> {
         ("path:/usr/share/man/man7", Want::NonEmpty),
         ("stepdown.user", eq(user)),
         (
-            "config.kubernetes_executor.run_as_user",
-            eq(ASTRONOMER_UID.to_string()),
+            "path:/opt/airflow",
+            eq("root:root 777 -> /usr/local/airflow"),
         ),
-        ("config.core.lazy_load_plugins", eq("False")),
-        ("config.webserver.update_fab_perms", eq("False")),
-        ("config.api.auth_backends", Want::NonEmpty),
-        ("auth_backend.importable", eq("yes")),
+        ("env:AIRFLOW_VERSION", eq(&release.airflow)),
+        ("auth.importable", eq("yes")),
         ("pip.check", eq("ok")),
         ("absent.compilers", eq("yes")),
         ("absent.dev_packages", eq("yes")),
@@ -237,15 +235,26 @@ pub fn expected_probe(release: &Release) -> Vec<(String, Want)> {
     ]
     .into_iter()
     .map(|(k, w)| (k.to_owned(), w))
+    .chain(config_settings(release).map(|(name, value)| (format!("config.{name}"), eq(value))))
     .collect()
 }
 
+/// The line's config defaults as (`section.key`, value).
+fn config_settings(release: &Release) -> impl Iterator<Item = (&str, &str)> {
+    release.config.iter().filter_map(|c| c.split_once('='))
+}
+
 /// Runs inside the image as its user; prints `key=value` lines.
-pub fn probe_script() -> String {
+pub fn probe_script(release: &Release) -> String {
+    let settings: Vec<String> = config_settings(release)
+        .filter_map(|(name, _)| name.split_once('.'))
+        .map(|(s, k)| format!("({s:?}, {k:?})"))
+        .collect();
     format!(
         r#"
 exec 2>/dev/null
-st() {{ if [ -e "$1" ]; then echo "path:$1=$(stat -c '%U:%G %a' "$1")"; fi; }}
+st() {{ if [ -L "$1" ]; then echo "path:$1=$(stat -c '%U:%G %a' "$1") -> $(readlink "$1")"; elif [ -e "$1" ]; then echo "path:$1=$(stat -c '%U:%G %a' "$1")"; fi; }}
+echo "env:AIRFLOW_VERSION=$AIRFLOW_VERSION"
 echo "airflow.version=$(airflow version | tail -n 1)"
 echo "python.version=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 echo "id.uid=$(id -u)"
@@ -256,7 +265,7 @@ echo "astrogroup.gid=$(getent group astrogroup | cut -d: -f3)"
 echo "platform.groups=$(id -Gn "$(getent passwd {platform} | cut -d: -f1)")"
 for p in /usr/local/airflow /usr/local/airflow/logs /entrypoint /usr/bin/tini /usr/local/bin/clean-airflow-logs \
          /usr/local/libexec/ap-airflow/stepdown /usr/local/libexec/ap-airflow/stepdown-user \
-         /usr/share/man/man1 /usr/share/man/man7; do st "$p"; done
+         /usr/share/man/man1 /usr/share/man/man7 /opt/airflow; do st "$p"; done
 echo "stepdown.user=$(cat /usr/local/libexec/ap-airflow/stepdown-user)"
 python - <<'PY'
 import importlib, warnings
@@ -265,19 +274,24 @@ from airflow.configuration import conf
 from airflow.providers_manager import ProvidersManager
 # What `airflow config get-value` and every component do first: provider sections ([fab], ...) join the defaults.
 ProvidersManager().initialize_providers_configuration()
-for s, k in [("kubernetes_executor", "run_as_user"), ("core", "lazy_load_plugins"),
-             ("webserver", "update_fab_perms"), ("api", "auth_backends")]:
+for s, k in [{settings}]:
     # No fallback=: Airflow returns a fallback before consulting pre_2_7_defaults.cfg.
     try:
         print(f"config.{{s}}.{{k}}={{conf.get(s, k)}}")
     except Exception as e:
         print(f"config.{{s}}.{{k}}=<{{type(e).__name__}}>")
+# Every auth backend and the auth manager the image names must exist in it.
 try:
-    for b in conf.get("api", "auth_backends").split(","):
-        importlib.import_module(b.strip())
-    print("auth_backend.importable=yes")
+    for s, k in [{settings}]:
+        if k == "auth_backends":
+            for b in conf.get(s, k).split(","):
+                importlib.import_module(b.strip())
+        elif k == "auth_manager":
+            module, _, cls = conf.get(s, k).rpartition(".")
+            getattr(importlib.import_module(module), cls)
+    print("auth.importable=yes")
 except Exception as e:
-    print(f"auth_backend.importable={{e}}")
+    print(f"auth.importable={{e}}")
 PY
 if out=$(pip check 2>&1); then echo "pip.check=ok"; else echo "pip.check=$(echo "$out" | head -n 3 | tr '\n' ' ')"; fi
 found=$(for c in gcc cc g++ c++ make; do command -v "$c"; done | tr '\n' ' ')
@@ -287,7 +301,8 @@ echo "absent.dev_packages=${{dev:-yes}}"
 echo "absent.gosu=$(command -v gosu || echo yes)"
 echo "absent.devel_ca=$([ -e /tmp/devel-ca.crt ] && echo /tmp/devel-ca.crt || echo yes)"
 "#,
-        platform = PLATFORM_UID
+        platform = PLATFORM_UID,
+        settings = settings.join(", ")
     )
 }
 
@@ -346,7 +361,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
                 "/bin/sh",
             ])
             .arg(&args.image)
-            .args(["-c", &probe_script()])
+            .args(["-c", &probe_script(&release)])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
@@ -510,7 +525,7 @@ mod tests {
     #[test]
     fn probe_script_is_valid_sh() {
         let status = std::process::Command::new("sh")
-            .args(["-n", "-c", &probe_script()])
+            .args(["-n", "-c", &probe_script(&Release::sample())])
             .status()
             .unwrap();
         assert!(status.success());
