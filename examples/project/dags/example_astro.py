@@ -8,9 +8,14 @@ from __future__ import annotations
 import socket
 from datetime import datetime
 
-from airflow import DAG
-from airflow.operators.bash import BashOperator
-from airflow.operators.python import PythonOperator
+try:  # Airflow 3: DAG authors import from the Task SDK; the standard operators are a provider.
+    from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.operators.bash import BashOperator
+    from airflow.operators.python import PythonOperator
 
 
 def _shape(**context):

@@ -1,6 +1,6 @@
 //! Airflow running in the example project's image, one container per component on the host network:
-//! LocalExecutor (scheduler + webserver) and CeleryExecutor (scheduler + celery worker), against a PostgreSQL and a
-//! Redis of the test's own. The example DAG is triggered through the CLI and must reach `success`; then every
+//! LocalExecutor (2.x: scheduler + webserver; 3.x: scheduler + api-server + dag-processor + triggerer) and
+//! CeleryExecutor (the same plus a celery worker), against a PostgreSQL and a Redis of the test's own. The example DAG is triggered through the CLI and must reach `success`; then every
 //! container is stopped with `docker stop` and must exit within its grace period, not by SIGKILL.
 
 use std::time::{Duration, Instant};
@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::{
-    e2e, example_image, free_port, http_get, metric, poll, say, Container, Postgres, Redis,
+    airflow3, e2e, example_image, free_port, http_get, http_get_bearer, http_post_json, metric,
+    poll, say, Container, Postgres, Redis,
 };
 
 const DAG: &str = "example_astro";
@@ -52,9 +53,14 @@ fn opts(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// Waits until the scheduler (started with `_AIRFLOW_DB_MIGRATE=true`) has migrated the database, runs, and has
-/// parsed the example DAG.
+/// Waits until the scheduler (started with `_AIRFLOW_DB_MIGRATE=true`) has migrated the database, runs, and the
+/// example DAG is parsed (by the scheduler on 2.x, by the dag-processor on 3.x).
 fn wait_for_scheduler_and_dag(pg: &Postgres, scheduler: &Container) {
+    wait_for_scheduler(pg, scheduler);
+    wait_for_dag(pg, scheduler);
+}
+
+fn wait_for_scheduler(pg: &Postgres, scheduler: &Container) {
     let t0 = Instant::now();
     let up = poll(Duration::from_secs(420), Duration::from_secs(2), || {
         if !scheduler.running() {
@@ -71,6 +77,10 @@ fn wait_for_scheduler_and_dag(pg: &Postgres, scheduler: &Container) {
         "the scheduler did not migrate the database and start within 420 s",
     );
     say!("scheduler running after {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+fn wait_for_dag(pg: &Postgres, scheduler: &Container) {
+    let t0 = Instant::now();
     let parsed = poll(Duration::from_secs(240), Duration::from_secs(2), || {
         let n = pg.sql(
             "airflow",
@@ -142,6 +152,12 @@ fn run_dag(pg: &Postgres, via: &Container, run_id: &str, watch: &[&Container]) {
 /// clean, signalled end.
 fn stop_cleanly(c: &Container, role: &str) -> i64 {
     let (took, code) = c.stop(STOP_GRACE);
+    let key: String = role
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == ' ' || *c == '-')
+        .map(|c| if c == ' ' || c == '-' { '_' } else { c })
+        .collect();
+    metric(&format!("stop_{key}_s"), took.as_secs_f64());
     say!(
         "docker stop {role}: exit {code} after {:.1}s",
         took.as_secs_f64()
@@ -154,8 +170,281 @@ fn stop_cleanly(c: &Container, role: &str) -> i64 {
 }
 
 #[test]
-fn local_executor_postgres_scheduler_webserver_health_dag_success_and_clean_stop() {
+fn local_executor_postgres_all_components_health_dag_success_and_clean_stop() {
     e2e!();
+    if airflow3() {
+        local_executor_airflow3();
+    } else {
+        local_executor_airflow2();
+    }
+}
+
+#[test]
+fn celery_executor_redis_worker_runs_the_dag_to_success_and_stops_cleanly() {
+    e2e!();
+    if airflow3() {
+        celery_executor_airflow3();
+    } else {
+        celery_executor_airflow2();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Airflow 3: api-server, scheduler, dag-processor, triggerer (and a celery worker), tasks through the execution API
+
+const JWT_SECRET: &str = "e2e-jwt-secret-not-a-secret";
+const API_USER: (&str, &str) = ("e2e", "e2e-pass");
+
+/// What every component of one Airflow 3 deployment shares: the JWT secret, the execution API's URL.
+fn airflow3_env(api_port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET.into()),
+        ("AIRFLOW__API__SECRET_KEY", "e2e-not-secret".into()),
+        (
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+            format!("http://127.0.0.1:{api_port}/execution/"),
+        ),
+    ]
+}
+
+/// A deployment's environment as `-e` options, plus the given extra variables.
+type EnvWith<'a> = dyn Fn(&[(&str, String)]) -> Vec<String> + 'a;
+
+/// An api-server on `port`; with `create_user`, it migrates the database first and creates the e2e user
+/// (FAB is the image's auth manager).
+fn start_api_server(
+    role: &str,
+    image: &str,
+    env: &EnvWith,
+    port: u16,
+    create_user: bool,
+) -> Container {
+    let mut extra = vec![
+        ("AIRFLOW__API__PORT", port.to_string()),
+        ("AIRFLOW__API__WORKERS", "1".into()),
+    ];
+    if create_user {
+        extra.extend([
+            ("_AIRFLOW_DB_MIGRATE", "true".into()),
+            ("_AIRFLOW_WWW_USER_CREATE", "true".into()),
+            ("_AIRFLOW_WWW_USER_USERNAME", API_USER.0.into()),
+            ("_AIRFLOW_WWW_USER_PASSWORD", API_USER.1.into()),
+        ]);
+    }
+    Container::start(role, image, &opts(&env(&extra)), &["airflow", "api-server"])
+}
+
+/// Polls `/api/v2/monitor/health` until the database and the scheduler are healthy; returns the last answer.
+fn wait_for_api_health(api: &Container, port: u16) -> String {
+    let health = format!("http://127.0.0.1:{port}/api/v2/monitor/health");
+    let mut last = String::new();
+    let healthy = poll(Duration::from_secs(300), Duration::from_millis(500), || {
+        if !api.running() {
+            return Some(false);
+        }
+        let (status, body) = http_get(&health, None)?;
+        last = format!("{status} {body}");
+        let v: Value = serde_json::from_str(&body).ok()?;
+        (status == 200
+            && v["metadatabase"]["status"] == "healthy"
+            && v["scheduler"]["status"] == "healthy")
+            .then_some(true)
+    });
+    api.check(
+        healthy == Some(true),
+        &format!(
+            "{health} not healthy within 300 s (or the api-server exited); last answer: {last}"
+        ),
+    );
+    last
+}
+
+/// The DAG run's state through the REST API v2, with a token from the API server's auth endpoint.
+fn check_run_via_rest_api_v2(api: &Container, port: u16, run_id: &str) {
+    let token_url = format!("http://127.0.0.1:{port}/auth/token");
+    let body = serde_json::json!({"username": API_USER.0, "password": API_USER.1});
+    let reply = http_post_json(&token_url, &body);
+    let token = reply
+        .as_ref()
+        .and_then(|(s, b)| {
+            (*s == 200 || *s == 201)
+                .then(|| serde_json::from_str::<Value>(b).ok())
+                .flatten()
+        })
+        .and_then(|v| v["access_token"].as_str().map(str::to_owned));
+    let Some(token) = token else {
+        api.check(false, &format!("POST {token_url}: {reply:?}"));
+        return;
+    };
+    let url = format!("http://127.0.0.1:{port}/api/v2/dags/{DAG}/dagRuns/{run_id}");
+    let got = http_get_bearer(&url, &token);
+    let ok = got.as_ref().is_some_and(|(s, b)| {
+        *s == 200 && serde_json::from_str::<Value>(b).is_ok_and(|v| v["state"] == "success")
+    });
+    api.check(ok, &format!("REST API v2 {url}: {got:?}"));
+    // Without a token the API refuses: the auth manager is really in force.
+    let anonymous = http_get(&url, None).map(|(s, _)| s);
+    api.check(
+        matches!(anonymous, Some(401 | 403)),
+        &format!("REST API v2 without a token answered {anonymous:?}"),
+    );
+}
+
+fn local_executor_airflow3() {
+    let image = example_image();
+    let pg = Postgres::start();
+    pg.create_db("airflow", "airflow", PASSWORD);
+    say!("PostgreSQL on 127.0.0.1:{}", pg.port);
+    let api_port = free_port();
+    let env = |extra: &[(&str, String)]| {
+        let mut all = airflow3_env(api_port);
+        all.extend(extra.iter().cloned());
+        airflow_env(&pg, "LocalExecutor", &all)
+    };
+    // Both migrate (Airflow serialises migrations with a database lock); the scheduler then waits for the
+    // execution API, which comes up once the api-server has migrated, synced FAB's roles and created the user.
+    let scheduler = Container::start(
+        "local-scheduler",
+        image,
+        &opts(&env(&[("_AIRFLOW_DB_MIGRATE", "true".into())])),
+        &["airflow", "scheduler"],
+    );
+    let api = start_api_server("local-api-server", image, &env, api_port, true);
+    wait_for_scheduler(&pg, &scheduler);
+    let dag_processor = Container::start(
+        "local-dag-processor",
+        image,
+        &opts(&env(&[])),
+        &["airflow", "dag-processor"],
+    );
+    let triggerer = Container::start(
+        "local-triggerer",
+        image,
+        &opts(&env(&[])),
+        &["airflow", "triggerer"],
+    );
+    wait_for_dag(&pg, &scheduler);
+    let last = wait_for_api_health(&api, api_port);
+    say!("/api/v2/monitor/health: {last}");
+
+    let all = [&scheduler, &api, &dag_processor, &triggerer];
+    run_dag(&pg, &scheduler, "e2e_local", &all);
+    check_run_via_rest_api_v2(&api, api_port, "e2e_local");
+
+    // Start-up time of an api-server on a migrated database: `docker run` to a healthy health endpoint.
+    let port2 = free_port();
+    let t0 = Instant::now();
+    let api2 = start_api_server("local-api-server-2", image, &env, port2, false);
+    wait_for_api_health(&api2, port2);
+    metric("api_server_run_to_healthy_s", t0.elapsed().as_secs_f64());
+
+    stop_cleanly(&api2, "api-server (second)");
+    stop_cleanly(&api, "api-server");
+    stop_cleanly(&triggerer, "triggerer");
+    stop_cleanly(&dag_processor, "dag-processor");
+    stop_cleanly(&scheduler, "scheduler (LocalExecutor)");
+}
+
+fn celery_executor_airflow3() {
+    let image = example_image();
+    let pg = Postgres::start();
+    pg.create_db("airflow", "airflow", PASSWORD);
+    let redis = Redis::start();
+    say!(
+        "PostgreSQL on 127.0.0.1:{}, Redis on 127.0.0.1:{}",
+        pg.port,
+        redis.port
+    );
+    let api_port = free_port();
+    let env = |extra: &[(&str, String)]| {
+        let mut all = airflow3_env(api_port);
+        all.extend([
+            (
+                "AIRFLOW__CELERY__BROKER_URL",
+                format!("redis://127.0.0.1:{}/0", redis.port),
+            ),
+            (
+                "AIRFLOW__CELERY__RESULT_BACKEND",
+                pg.url("db+postgresql", "airflow", "airflow", PASSWORD),
+            ),
+            ("AIRFLOW__CELERY__WORKER_CONCURRENCY", "2".into()),
+        ]);
+        all.extend(extra.iter().cloned());
+        airflow_env(&pg, "CeleryExecutor", &all)
+    };
+    let scheduler = Container::start(
+        "celery-scheduler",
+        image,
+        &opts(&env(&[("_AIRFLOW_DB_MIGRATE", "true".into())])),
+        &["airflow", "scheduler"],
+    );
+    let api = start_api_server("celery-api-server", image, &env, api_port, true);
+    wait_for_scheduler(&pg, &scheduler);
+    let dag_processor = Container::start(
+        "celery-dag-processor",
+        image,
+        &opts(&env(&[])),
+        &["airflow", "dag-processor"],
+    );
+    // The worker waits for the execution API before it starts taking tasks.
+    let worker = Container::start(
+        "celery-worker",
+        image,
+        &opts(&env(&[])),
+        &["airflow", "celery", "worker"],
+    );
+    wait_for_dag(&pg, &scheduler);
+    wait_for_worker(&worker);
+    wait_for_api_health(&api, api_port);
+
+    run_dag(
+        &pg,
+        &scheduler,
+        "e2e_celery",
+        &[&scheduler, &api, &dag_processor, &worker],
+    );
+    check_results_in_backend(&pg);
+    check_run_via_rest_api_v2(&api, api_port, "e2e_celery");
+
+    stop_cleanly(&worker, "celery worker");
+    stop_cleanly(&api, "api-server");
+    stop_cleanly(&dag_processor, "dag-processor");
+    stop_cleanly(&scheduler, "scheduler (CeleryExecutor)");
+    assert!(redis.ping(), "Redis stayed up");
+}
+
+fn wait_for_worker(worker: &Container) {
+    let ready = poll(Duration::from_secs(240), Duration::from_secs(1), || {
+        if !worker.running() {
+            return Some(false);
+        }
+        worker.logs().contains("ready.").then_some(true)
+    });
+    worker.check(
+        ready == Some(true),
+        "the celery worker did not become ready within 240 s",
+    );
+    say!("celery worker ready");
+}
+
+/// The tasks ran through Celery: the result backend holds a success per task.
+fn check_results_in_backend(pg: &Postgres) {
+    let results = pg
+        .sql(
+            "airflow",
+            "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'",
+        )
+        .unwrap_or_default();
+    assert!(
+        results.parse::<usize>().unwrap_or(0) >= TASKS,
+        "celery result backend has {results:?} successful tasks"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Airflow 2: webserver, scheduler (parses DAGs itself), a celery worker
+
+fn local_executor_airflow2() {
     let image = example_image();
     let pg = Postgres::start();
     pg.create_db("airflow", "airflow", PASSWORD);
@@ -234,9 +523,7 @@ fn local_executor_postgres_scheduler_webserver_health_dag_success_and_clean_stop
     stop_cleanly(&scheduler, "scheduler (LocalExecutor)");
 }
 
-#[test]
-fn celery_executor_redis_worker_runs_the_dag_to_success_and_stops_cleanly() {
-    e2e!();
+fn celery_executor_airflow2() {
     let image = example_image();
     let pg = Postgres::start();
     pg.create_db("airflow", "airflow", PASSWORD);
@@ -278,17 +565,7 @@ fn celery_executor_redis_worker_runs_the_dag_to_success_and_stops_cleanly() {
         &opts(&env),
         &["airflow", "celery", "worker"],
     );
-    let ready = poll(Duration::from_secs(240), Duration::from_secs(1), || {
-        if !worker.running() {
-            return Some(false);
-        }
-        worker.logs().contains("ready.").then_some(true)
-    });
-    worker.check(
-        ready == Some(true),
-        "the celery worker did not become ready within 240 s",
-    );
-    say!("celery worker ready");
+    wait_for_worker(&worker);
 
     run_dag(&pg, &scheduler, "e2e_celery", &[&scheduler, &worker]);
 
@@ -304,16 +581,7 @@ fn celery_executor_redis_worker_runs_the_dag_to_success_and_stops_cleanly() {
         executed == TASKS,
         &format!("the worker logged {executed} of {TASKS} task commands"),
     );
-    let results = pg
-        .sql(
-            "airflow",
-            "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'",
-        )
-        .unwrap_or_default();
-    assert!(
-        results.parse::<usize>().unwrap_or(0) >= TASKS,
-        "celery result backend has {results:?} successful tasks"
-    );
+    check_results_in_backend(&pg);
 
     stop_cleanly(&worker, "celery worker");
     stop_cleanly(&scheduler, "scheduler (CeleryExecutor)");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{e2e, images, say, tail, text, Container};
+use crate::util::{airflow3, e2e, images, say, tail, text, Container};
 
 fn inspect(image: &str) -> Value {
     let out = crate::util::docker(&["image", "inspect", image]);
@@ -162,8 +162,14 @@ done
 echo "airflow_version=$(airflow version 2>/dev/null | tail -n 1)"
 echo "cfg:run_as_user=$(airflow config get-value kubernetes_executor run_as_user 2>/dev/null | tail -n 1)"
 echo "cfg:lazy_load_plugins=$(airflow config get-value core lazy_load_plugins 2>/dev/null | tail -n 1)"
-echo "cfg:update_fab_perms=$(airflow config get-value webserver update_fab_perms 2>/dev/null | tail -n 1)"
-backends=$(airflow config get-value api auth_backends 2>/dev/null | tail -n 1)
+echo "cfg:update_fab_perms=$(airflow config get-value fab update_fab_perms 2>/dev/null | tail -n 1)"
+echo "cfg:operation_timeout=$(airflow config get-value celery operation_timeout 2>/dev/null | tail -n 1)"
+echo "cfg:auth_manager=$(airflow config get-value core auth_manager 2>/dev/null | tail -n 1)"
+echo "env:AIRFLOW_VERSION=$AIRFLOW_VERSION"
+echo "opt_airflow=$(readlink -f /opt/airflow)"
+# Airflow 3 moved the API's auth backends to FAB's section.
+case "$AIRFLOW_VERSION" in 3.*) section=fab ;; *) section=api ;; esac
+backends=$(airflow config get-value "$section" auth_backends 2>/dev/null | tail -n 1)
 echo "cfg:auth_backends=$backends"
 if python -c 'import importlib, sys
 for m in sys.argv[1].split(","):
@@ -244,7 +250,25 @@ fn runtime_facts_user_paths_config_defaults_pip_check_and_no_compiler() {
         assert_eq!(get(&format!("compiler:{c}")), "absent", "{}", report());
     }
     assert_eq!(get("airflow_version"), im.airflow_version, "{}", report());
-    assert_eq!(get("cfg:run_as_user"), "50000", "{}", report());
+    assert_eq!(
+        get("env:AIRFLOW_VERSION"),
+        im.airflow_version,
+        "{}",
+        report()
+    );
+    assert_eq!(get("opt_airflow"), "/usr/local/airflow", "{}", report());
+    if airflow3() {
+        // Airflow 3 has no run_as_user; FAB is the auth manager, as in the seed's images.
+        assert_eq!(
+            get("cfg:auth_manager"),
+            "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
+            "{}",
+            report()
+        );
+    } else {
+        assert_eq!(get("cfg:run_as_user"), "50000", "{}", report());
+    }
+    assert_eq!(get("cfg:operation_timeout"), "10.0", "{}", report());
     assert_eq!(get("cfg:lazy_load_plugins"), "False", "{}", report());
     assert_eq!(get("cfg:update_fab_perms"), "False", "{}", report());
     assert!(!get("cfg:auth_backends").trim().is_empty(), "{}", report());

@@ -66,6 +66,11 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Whether the line under test is Airflow 3 (api-server, dag-processor, Task SDK) rather than 2.
+pub fn airflow3() -> bool {
+    images().airflow_version.starts_with("3.")
+}
+
 /// The default release line's images (or `AP_AIRFLOW_E2E_RELEASE` / `AP_AIRFLOW_E2E_REPOSITORY`).
 pub struct Images {
     pub base: String,
@@ -428,23 +433,47 @@ pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option
 }
 
 /// GET on loopback: status and body, or `None` when nothing answers yet.
-pub fn http_get(url: &str, basic_auth: Option<(&str, &str)>) -> Option<(u16, String)> {
-    use base64::Engine;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .proxy(None)
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
-        .into();
-    let mut req = agent.get(url);
+        .into()
+}
+
+fn http_reply(
+    resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Option<(u16, String)> {
+    let mut resp = resp.ok()?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    Some((status, body))
+}
+
+pub fn http_get(url: &str, basic_auth: Option<(&str, &str)>) -> Option<(u16, String)> {
+    use base64::Engine;
+    let mut req = http_agent().get(url);
     if let Some((u, p)) = basic_auth {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
         req = req.header("Authorization", &format!("Basic {token}"));
     }
-    let mut resp = req.call().ok()?;
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().unwrap_or_default();
-    Some((status, body))
+    http_reply(req.call())
+}
+
+/// GET with an `Authorization: Bearer` token (Airflow 3's REST API).
+pub fn http_get_bearer(url: &str, token: &str) -> Option<(u16, String)> {
+    http_reply(
+        http_agent()
+            .get(url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .call(),
+    )
+}
+
+/// POST of a JSON body.
+pub fn http_post_json(url: &str, body: &serde_json::Value) -> Option<(u16, String)> {
+    http_reply(http_agent().post(url).send_json(body))
 }
 
 /// Records a benchmark figure: printed, and appended as `key value` to `$AP_AIRFLOW_E2E_METRICS` when set.
