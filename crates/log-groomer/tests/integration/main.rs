@@ -3,6 +3,7 @@
 mod util;
 
 mod cap;
+mod clean_logs;
 mod layout;
 mod races;
 mod safety;
