@@ -403,7 +403,7 @@ fn celery_executor_airflow3() {
         "e2e_celery",
         &[&scheduler, &api, &dag_processor, &worker],
     );
-    check_results_in_backend(&pg);
+    check_results_in_backend(&pg, &worker);
     check_run_via_rest_api_v2(&api, api_port, "e2e_celery");
 
     stop_cleanly(&worker, "celery worker");
@@ -427,17 +427,22 @@ fn wait_for_worker(worker: &Container) {
     say!("celery worker ready");
 }
 
-/// The tasks ran through Celery: the result backend holds a success per task.
-fn check_results_in_backend(pg: &Postgres) {
-    let results = pg
+/// The tasks ran through Celery: the result backend holds a success per task (written as each ends).
+fn check_results_in_backend(pg: &Postgres, worker: &Container) {
+    let q = "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'";
+    let done = poll(Duration::from_secs(30), Duration::from_millis(500), || {
+        let n: usize = pg.sql("airflow", q).ok()?.parse().ok()?;
+        (n >= TASKS).then_some(n)
+    });
+    let rows = pg
         .sql(
             "airflow",
-            "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'",
+            "SELECT task_id || ' ' || coalesce(status, '') || ' ' || coalesce(name, '') FROM celery_taskmeta",
         )
         .unwrap_or_default();
-    assert!(
-        results.parse::<usize>().unwrap_or(0) >= TASKS,
-        "celery result backend has {results:?} successful tasks"
+    worker.check(
+        done.is_some(),
+        &format!("celery result backend has fewer than {TASKS} successful tasks:\n{rows}"),
     );
 }
 
@@ -581,7 +586,7 @@ fn celery_executor_airflow2() {
         executed == TASKS,
         &format!("the worker logged {executed} of {TASKS} task commands"),
     );
-    check_results_in_backend(&pg);
+    check_results_in_backend(&pg, &worker);
 
     stop_cleanly(&worker, "celery worker");
     stop_cleanly(&scheduler, "scheduler (CeleryExecutor)");
