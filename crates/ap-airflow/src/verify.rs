@@ -225,6 +225,7 @@ pub fn expected_probe(release: &Release) -> Vec<(String, Want)> {
             "path:/opt/airflow",
             eq("root:root 777 -> /usr/local/airflow"),
         ),
+        ("path:/clean-logs", eq(&exe)),
         ("env:AIRFLOW_VERSION", eq(&release.airflow)),
         ("auth.importable", eq("yes")),
         ("pip.check", eq("ok")),
@@ -265,7 +266,7 @@ echo "astrogroup.gid=$(getent group astrogroup | cut -d: -f3)"
 echo "platform.groups=$(id -Gn "$(getent passwd {platform} | cut -d: -f1)")"
 for p in /usr/local/airflow /usr/local/airflow/logs /entrypoint /usr/bin/tini /usr/local/bin/clean-airflow-logs \
          /usr/local/libexec/ap-airflow/stepdown /usr/local/libexec/ap-airflow/stepdown-user \
-         /usr/share/man/man1 /usr/share/man/man7 /opt/airflow; do st "$p"; done
+         /usr/share/man/man1 /usr/share/man/man7 /opt/airflow /clean-logs; do st "$p"; done
 echo "stepdown.user=$(cat /usr/local/libexec/ap-airflow/stepdown-user)"
 python - <<'PY'
 import importlib, warnings
