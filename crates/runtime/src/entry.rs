@@ -311,7 +311,9 @@ fn wait_on(
     policy: &Policy,
     sigs: &Signals,
 ) -> Result<(), Stop> {
-    match wait::wait_for(what, name, targets, policy, sigs, &mut crate::probe::probe) {
+    match wait::wait_for(what, name, targets, policy, sigs, &mut |t| {
+        wait::attempt(sigs, t)
+    }) {
         wait::Waited::Ready => Ok(()),
         wait::Waited::GaveUp(line) => {
             say!("{line}");

@@ -111,6 +111,70 @@ impl Signals {
         let sig = unsafe { libc::sigtimedwait(&self.waited, info.as_mut_ptr(), &ts) };
         (sig > 0).then_some(sig)
     }
+
+    /// Wait up to `timeout` for one blocked signal or for `fd` to become readable (or hung up), whichever comes
+    /// first. The signals stay blocked; a `signalfd` reads them, so a pending one is taken at once.
+    pub fn wait_or_fd(&self, fd: std::os::fd::RawFd, timeout: Duration) -> io::Result<Woke> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let raw =
+            unsafe { libc::signalfd(-1, &self.waited, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(os_err("signalfd"));
+        }
+        // SAFETY: a fresh descriptor we own.
+        let sfd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            let mut fds = [
+                libc::pollfd {
+                    fd: sfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // Rounded up, so a wait never ends before its time and never spins on a sub-millisecond rest.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+            if rc < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(os_err("poll"));
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+                let size = std::mem::size_of::<libc::signalfd_siginfo>();
+                let n = unsafe { libc::read(sfd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
+                if n == size as isize {
+                    // SAFETY: the kernel filled the whole struct.
+                    return Ok(Woke::Signal(
+                        unsafe { info.assume_init() }.ssi_signo as libc::c_int,
+                    ));
+                }
+                continue;
+            }
+            if fds[1].revents != 0 {
+                return Ok(Woke::Fd);
+            }
+            if rc == 0 && left.is_zero() {
+                return Ok(Woke::Timeout);
+            }
+        }
+    }
+}
+
+/// What ended [`Signals::wait_or_fd`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woke {
+    Signal(libc::c_int),
+    Fd,
+    Timeout,
 }
 
 pub fn is_pid1() -> bool {

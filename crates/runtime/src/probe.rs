@@ -7,10 +7,13 @@ use crate::url::{Endpoint, Protocol, Target};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Short on purpose: a probe must never hold up the wait loop's signal handling for long.
+/// At most this long to connect to one address.
 pub const TIMEOUT: Duration = Duration::from_millis(1000);
+/// A whole attempt at one target — resolving its name, connecting, the exchange — ends within this, however the
+/// server behaves (a byte now and then does not keep it alive).
+pub const ATTEMPT: Duration = Duration::from_millis(2000);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -19,10 +22,40 @@ pub enum Outcome {
     NotReady(String),
 }
 
-trait Conn: Read + Write {}
-impl<T: Read + Write> Conn for T {}
+trait Conn: Read + Write {
+    fn set_timeouts(&self, d: Duration) -> io::Result<()>;
+}
 
-fn connect(ep: &Endpoint) -> Result<Box<dyn Conn>, String> {
+impl Conn for TcpStream {
+    fn set_timeouts(&self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))?;
+        self.set_write_timeout(Some(d))
+    }
+}
+
+impl Conn for UnixStream {
+    fn set_timeouts(&self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))?;
+        self.set_write_timeout(Some(d))
+    }
+}
+
+/// The end of an attempt: every blocking call gets only what is left of it.
+#[derive(Clone, Copy)]
+struct Deadline(Instant);
+
+impl Deadline {
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.0.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+fn connect(ep: &Endpoint, dl: Deadline) -> Result<Box<dyn Conn>, String> {
     match ep {
         Endpoint::Tcp { host, port } => {
             let addrs: Vec<SocketAddr> = (host.as_str(), *port)
@@ -31,10 +64,11 @@ fn connect(ep: &Endpoint) -> Result<Box<dyn Conn>, String> {
                 .collect();
             let mut last = String::from("no address");
             for a in addrs {
-                match TcpStream::connect_timeout(&a, TIMEOUT) {
+                let Ok(left) = dl.left() else {
+                    return Err("timed out".into());
+                };
+                match TcpStream::connect_timeout(&a, left.min(TIMEOUT)) {
                     Ok(s) => {
-                        let _ = s.set_read_timeout(Some(TIMEOUT));
-                        let _ = s.set_write_timeout(Some(TIMEOUT));
                         let _ = s.set_nodelay(true);
                         return Ok(Box::new(s));
                     }
@@ -43,12 +77,7 @@ fn connect(ep: &Endpoint) -> Result<Box<dyn Conn>, String> {
             }
             Err(last)
         }
-        Endpoint::Unix(p) => {
-            let s = UnixStream::connect(p).map_err(|e| short(&e))?;
-            let _ = s.set_read_timeout(Some(TIMEOUT));
-            let _ = s.set_write_timeout(Some(TIMEOUT));
-            Ok(Box::new(s))
-        }
+        Endpoint::Unix(p) => Ok(Box::new(UnixStream::connect(p).map_err(|e| short(&e))?)),
     }
 }
 
@@ -65,21 +94,48 @@ fn short(e: &io::Error) -> String {
     }
 }
 
+/// One attempt at `t`, over within [`ATTEMPT`] (name resolution aside: [`crate::wait::attempt`] runs this in a
+/// thread it can abandon).
 pub fn probe(t: &Target) -> Outcome {
-    let mut c = match connect(&t.endpoint) {
+    let dl = Deadline(Instant::now() + ATTEMPT);
+    let mut c = match connect(&t.endpoint, dl) {
         Ok(c) => c,
         Err(e) => return Outcome::NotReady(e),
     };
     let r = match t.protocol {
         // https, rediss, amqps (TLS: this crate speaks none), mssql, unknown schemes: the connect is the check.
         Protocol::Tcp => Ok(Outcome::Ready),
-        Protocol::Postgres => postgres(&mut c, t),
-        Protocol::Mysql => mysql(&mut c),
-        Protocol::Redis => redis(&mut c),
-        Protocol::Amqp => amqp(&mut c),
-        Protocol::Http => http(&mut c, t),
+        Protocol::Postgres => postgres(c.as_mut(), t, dl),
+        Protocol::Mysql => mysql(c.as_mut(), dl),
+        Protocol::Redis => redis(c.as_mut(), dl),
+        Protocol::Amqp => amqp(c.as_mut(), dl),
+        Protocol::Http => http(c.as_mut(), t, dl),
     };
     r.unwrap_or_else(|e| Outcome::NotReady(short(&e)))
+}
+
+fn send(c: &mut dyn Conn, data: &[u8], dl: Deadline) -> io::Result<()> {
+    c.set_timeouts(dl.left()?)?;
+    c.write_all(data)
+}
+
+/// Read into `buf` until `done` says the reply is complete, the buffer is full, the peer closes, or the
+/// deadline passes (an error: whatever trickled in until then is no answer).
+fn receive(
+    c: &mut dyn Conn,
+    buf: &mut [u8],
+    dl: Deadline,
+    done: impl Fn(&[u8]) -> bool,
+) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() && !done(&buf[..n]) {
+        c.set_timeouts(dl.left()?)?;
+        match c.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 /// The v3 StartupMessage. Any reply means a backend got as far as authentication (ready), except SQLSTATE
@@ -97,6 +153,26 @@ pub fn postgres_startup(user: &str, database: &str) -> Vec<u8> {
     let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
     msg.extend(body);
     msg
+}
+
+/// Longest reply we look at; an ErrorResponse to a StartupMessage is a few hundred bytes.
+const PG_REPLY_MAX: usize = 1024;
+
+/// The length a reply announces (type byte, then a big-endian length counting itself), once 5 bytes are in.
+fn pg_len(reply: &[u8]) -> Option<usize> {
+    reply
+        .get(1..5)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// Whether `reply` holds a whole message (or as much of it as we read).
+fn pg_complete(reply: &[u8]) -> bool {
+    match (reply.first(), pg_len(reply)) {
+        (Some(b'E'), Some(len)) => reply.len() >= (len + 1).min(PG_REPLY_MAX),
+        (Some(b'E'), None) => false,
+        (Some(_), _) => true,
+        (None, _) => false,
+    }
 }
 
 /// Classify the server's first reply to a StartupMessage.
@@ -123,34 +199,15 @@ pub fn postgres_reply(reply: &[u8]) -> Outcome {
     }
 }
 
-fn read_some(c: &mut dyn Conn, buf: &mut [u8], want: usize) -> io::Result<usize> {
-    let mut n = 0;
-    while n < want.min(buf.len()) {
-        match c.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-        if n >= 5 && buf[0] == b'E' {
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize + 1;
-            if n >= len.min(buf.len()) {
-                break;
-            }
-        } else if n >= 1 && buf[0] != b'E' {
-            break;
-        }
-    }
-    Ok(n)
-}
-
-fn postgres(c: &mut Box<dyn Conn>, t: &Target) -> io::Result<Outcome> {
+fn postgres(c: &mut dyn Conn, t: &Target, dl: Deadline) -> io::Result<Outcome> {
     let user = t.user.as_deref().unwrap_or("postgres");
     let db = t.database.as_deref().unwrap_or(user);
-    c.write_all(&postgres_startup(user, db))?;
-    let mut buf = [0u8; 1024];
-    let n = read_some(c.as_mut(), &mut buf, 1024)?;
+    send(c, &postgres_startup(user, db), dl)?;
+    let mut buf = [0u8; PG_REPLY_MAX];
+    let n = receive(c, &mut buf, dl, pg_complete)?;
     let out = postgres_reply(&buf[..n]);
     // A polite Terminate so a trust-auth server does not log an unexpected EOF.
-    let _ = c.write_all(&[b'X', 0, 0, 0, 4]);
+    let _ = send(c, &[b'X', 0, 0, 0, 4], dl);
     Ok(out)
 }
 
@@ -164,15 +221,9 @@ pub fn mysql_greeting(buf: &[u8]) -> Outcome {
     }
 }
 
-fn mysql(c: &mut Box<dyn Conn>) -> io::Result<Outcome> {
+fn mysql(c: &mut dyn Conn, dl: Deadline) -> io::Result<Outcome> {
     let mut buf = [0u8; 5];
-    let mut n = 0;
-    while n < 5 {
-        match c.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
+    let n = receive(c, &mut buf, dl, |_| false)?;
     Ok(mysql_greeting(&buf[..n]))
 }
 
@@ -194,16 +245,10 @@ pub fn redis_reply(line: &[u8]) -> Outcome {
     }
 }
 
-fn redis(c: &mut Box<dyn Conn>) -> io::Result<Outcome> {
-    c.write_all(b"PING\r\n")?;
+fn redis(c: &mut dyn Conn, dl: Deadline) -> io::Result<Outcome> {
+    send(c, b"PING\r\n", dl)?;
     let mut buf = [0u8; 256];
-    let mut n = 0;
-    while n < buf.len() && !buf[..n].contains(&b'\n') {
-        match c.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
+    let n = receive(c, &mut buf, dl, |b| b.contains(&b'\n'))?;
     Ok(redis_reply(&buf[..n]))
 }
 
@@ -219,10 +264,10 @@ pub fn amqp_reply(buf: &[u8]) -> Outcome {
     }
 }
 
-fn amqp(c: &mut Box<dyn Conn>) -> io::Result<Outcome> {
-    c.write_all(b"AMQP\x00\x00\x09\x01")?;
+fn amqp(c: &mut dyn Conn, dl: Deadline) -> io::Result<Outcome> {
+    send(c, b"AMQP\x00\x00\x09\x01", dl)?;
     let mut buf = [0u8; 8];
-    let n = c.read(&mut buf)?;
+    let n = receive(c, &mut buf, dl, |b| !b.is_empty())?;
     Ok(amqp_reply(&buf[..n]))
 }
 
@@ -248,17 +293,11 @@ pub fn http_reply(buf: &[u8]) -> Outcome {
     }
 }
 
-fn http(c: &mut Box<dyn Conn>, t: &Target) -> io::Result<Outcome> {
+fn http(c: &mut dyn Conn, t: &Target, dl: Deadline) -> io::Result<Outcome> {
     let path = t.http_path.as_deref().unwrap_or("/");
-    c.write_all(&http_request(path, &t.endpoint.to_string()))?;
+    send(c, &http_request(path, &t.endpoint.to_string()), dl)?;
     let mut buf = [0u8; 12];
-    let mut n = 0;
-    while n < buf.len() {
-        match c.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
+    let n = receive(c, &mut buf, dl, |_| false)?;
     Ok(http_reply(&buf[..n]))
 }
 

@@ -1,15 +1,26 @@
 //! Waiting for the database and the broker: probe, then sleep in `sigtimedwait` (so a SIGTERM ends the wait at
-//! once and nothing spins), with a progress line at least every 10 s.
+//! once and nothing spins), with a progress line at least every 10 s. Each attempt runs in a helper thread
+//! while this one waits for it *or* a signal: a stopping signal ends the wait at once, whatever the attempt is
+//! doing (a name lookup included), and an attempt that overruns [`crate::probe::ATTEMPT`] is abandoned.
 
-use crate::init::Signals;
+use crate::init::{Signals, Woke};
 use crate::probe::Outcome;
 use crate::say;
 use crate::url::Target;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Pause between attempts when `CONNECTION_CHECK_SLEEP_TIME` is unset: short enough to notice readiness within
 /// half a second, long enough that waiting costs nothing measurable.
 pub const DEFAULT_SLEEP: Duration = Duration::from_millis(250);
+/// The shortest pause between attempts: a smaller `CONNECTION_CHECK_SLEEP_TIME` (0 included) is raised to it,
+/// so waiting never spins.
+pub const MIN_SLEEP: Duration = Duration::from_millis(100);
+/// How long past [`crate::probe::ATTEMPT`] an attempt's thread may take to report before it is abandoned.
+const GRACE: Duration = Duration::from_millis(250);
+/// Abandoned attempts (stuck in a name lookup) still running at most; beyond that an attempt is not started.
+const MAX_STUCK: usize = 4;
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(9);
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,20 +45,29 @@ impl Policy {
                     ),
                 },
             };
-        let sleep = match sleep.map(str::trim).filter(|s| !s.is_empty()) {
-            None => DEFAULT_SLEEP,
-            Some(s) => match s.parse::<f64>() {
-                Ok(f) if f.is_finite() && (0.0..=3600.0).contains(&f) => Duration::from_secs_f64(f),
-                _ => {
-                    return Err(
+        let sleep =
+            match sleep.map(str::trim).filter(|s| !s.is_empty()) {
+                None => DEFAULT_SLEEP,
+                Some(s) => match s.parse::<f64>() {
+                    Ok(f) if f.is_finite() && (0.0..=3600.0).contains(&f) => {
+                        Duration::from_secs_f64(f).max(MIN_SLEEP)
+                    }
+                    _ => return Err(
                         "CONNECTION_CHECK_SLEEP_TIME must be a number of seconds from 0 to 3600"
                             .into(),
-                    )
-                }
-            },
-        };
+                    ),
+                },
+            };
         Ok(Some(Policy { max_count, sleep }))
     }
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probed {
+    Done(Outcome),
+    /// A stopping signal arrived during the attempt.
+    Interrupted(libc::c_int),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -61,20 +81,93 @@ pub enum Waited {
 
 const STOP: &[libc::c_int] = &[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP];
 
-/// Sleep `d` unless a stopping signal arrives (other signals, e.g. SIGCHLD of a reaped orphan, are absorbed).
+/// Sleep `d` unless a stopping signal arrives (other signals, e.g. SIGCHLD of a reaped orphan, are absorbed). A
+/// signal already pending is taken even when `d` is zero.
 pub fn pause(sigs: &Signals, d: Duration) -> Option<libc::c_int> {
     let end = Instant::now() + d;
     loop {
         let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
         match sigs.wait(left) {
             Some(s) if STOP.contains(&s) => return Some(s),
             Some(libc::SIGCHLD) => {
                 crate::init::reap(0, &Default::default());
             }
             _ => {}
+        }
+        if left.is_zero() {
+            return None;
+        }
+    }
+}
+
+/// Attempts whose thread has not finished yet (normally 0; more while name lookups hang).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// One probe of `t` in a helper thread; this thread waits for its result or a signal. A stopping signal ends
+/// it at once; an attempt that has not reported within [`crate::probe::ATTEMPT`] (plus a little) is abandoned
+/// as timed out — its thread finishes on its own, and is never waited for.
+pub fn attempt(sigs: &Signals, t: &Target) -> Probed {
+    attempt_with(sigs, t, crate::probe::probe, crate::probe::ATTEMPT + GRACE)
+}
+
+fn attempt_with(
+    sigs: &Signals,
+    t: &Target,
+    probe: fn(&Target) -> Outcome,
+    limit: Duration,
+) -> Probed {
+    if RUNNING.load(Ordering::SeqCst) >= MAX_STUCK {
+        // Earlier lookups still hang: do not pile up threads; still notice signals.
+        return match pause(sigs, Duration::ZERO) {
+            Some(sig) => Probed::Interrupted(sig),
+            None => Probed::Done(Outcome::NotReady("name resolution timed out".into())),
+        };
+    }
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Probed::Done(probe(t));
+    }
+    // SAFETY: two fresh descriptors we own. The thread holds the write end: its closing wakes us.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = t.clone();
+    RUNNING.fetch_add(1, Ordering::SeqCst);
+    let spawned = std::thread::Builder::new()
+        .name("probe".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let _ = tx.send(probe(&target));
+            drop(write_end);
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        return Probed::Done(probe(t));
+    }
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match sigs.wait_or_fd(read_end.as_raw_fd(), left) {
+            Ok(Woke::Signal(s)) if STOP.contains(&s) => return Probed::Interrupted(s),
+            Ok(Woke::Signal(libc::SIGCHLD)) => {
+                crate::init::reap(0, &Default::default());
+            }
+            Ok(Woke::Signal(_)) => {}
+            Ok(Woke::Fd) => {
+                return Probed::Done(
+                    rx.try_recv()
+                        .unwrap_or_else(|_| Outcome::NotReady("the attempt failed".into())),
+                )
+            }
+            Ok(Woke::Timeout) => return Probed::Done(Outcome::NotReady("timed out".into())),
+            Err(_) => {
+                // Cannot wait on both: wait for the result alone, still bounded.
+                return Probed::Done(
+                    rx.recv_timeout(left)
+                        .unwrap_or_else(|_| Outcome::NotReady("timed out".into())),
+                );
+            }
         }
     }
 }
@@ -86,7 +179,7 @@ pub fn wait_for(
     targets: &[Target],
     policy: &Policy,
     sigs: &Signals,
-    probe: &mut dyn FnMut(&Target) -> Outcome,
+    probe: &mut dyn FnMut(&Target) -> Probed,
 ) -> Waited {
     let start = Instant::now();
     let mut last_line: Option<Instant> = None;
@@ -101,14 +194,15 @@ pub fn wait_for(
         let mut reason = String::new();
         for t in targets {
             match probe(t) {
-                Outcome::Ready => {
+                Probed::Interrupted(sig) => return Waited::Interrupted(sig),
+                Probed::Done(Outcome::Ready) => {
                     say!(
                         "{what} {t} is ready ({var}, after {:.1} s)",
                         start.elapsed().as_secs_f64()
                     );
                     return Waited::Ready;
                 }
-                Outcome::NotReady(r) => {
+                Probed::Done(Outcome::NotReady(r)) => {
                     if reason.is_empty() {
                         reason = r
                     }
@@ -180,6 +274,23 @@ mod tests {
                 Ok(Some(Policy {
                     max_count: None,
                     sleep: DEFAULT_SLEEP,
+                })),
+            ),
+            // Issue #11 item 1: 0 and tiny values are inside the range, but never spin.
+            (
+                None,
+                Some("0"),
+                Ok(Some(Policy {
+                    max_count: None,
+                    sleep: MIN_SLEEP,
+                })),
+            ),
+            (
+                None,
+                Some("1e-9"),
+                Ok(Some(Policy {
+                    max_count: None,
+                    sleep: MIN_SLEEP,
                 })),
             ),
             (Some("-1"), None, Err(())),

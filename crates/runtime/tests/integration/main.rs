@@ -2,6 +2,7 @@
 //! Redis. One test binary (ripgrep style) so the binaries are built once and helpers are shared.
 
 mod airflow3;
+mod bounded;
 mod privilege;
 mod readiness;
 mod startup;

@@ -315,6 +315,57 @@ impl Reserved {
     }
 }
 
+impl Reserved {
+    /// Listen, but never accept: connections complete in the kernel's backlog and then nothing is ever said.
+    pub fn silent(self) -> TcpListener {
+        assert_eq!(unsafe { libc::listen(self.fd.as_raw_fd(), 64) }, 0);
+        TcpListener::from(self.fd)
+    }
+
+    /// A server that answers every connection with `first`, then one byte of `then` every 100 ms, forever: each
+    /// read a client makes returns something, so only a deadline on the whole exchange ends it.
+    pub fn trickle(self, first: &'static [u8], then: u8) -> Http {
+        assert_eq!(unsafe { libc::listen(self.fd.as_raw_fd(), 16) }, 0);
+        let listener = TcpListener::from(self.fd);
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut conns: Vec<std::net::TcpStream> = Vec::new();
+            let mut last = Instant::now();
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok((mut c, _)) = listener.accept() {
+                    let _ = c.write_all(first);
+                    conns.push(c);
+                }
+                if last.elapsed() >= Duration::from_millis(100) {
+                    conns.retain_mut(|c| c.write_all(&[then]).is_ok());
+                    last = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Http {
+            requests: Arc::new(Mutex::new(Vec::new())),
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
+    // Fields after the command name (which may hold spaces) in parentheses; utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f[11] + f[12]) / ticks
+}
+
 /// See [`Reserved::serve`].
 pub struct Http {
     requests: Arc<Mutex<Vec<String>>>,
