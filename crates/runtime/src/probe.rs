@@ -138,8 +138,8 @@ fn receive(
     Ok(n)
 }
 
-/// The v3 StartupMessage. Any reply means a backend got as far as authentication (ready), except SQLSTATE
-/// 57P03 "cannot connect now" (starting up, shutting down, in recovery with hot standby off).
+/// The v3 StartupMessage. A PostgreSQL reply means a backend got as far as authentication (ready), except
+/// SQLSTATE 57P03 "cannot connect now" (starting up, shutting down, in recovery with hot standby off).
 pub fn postgres_startup(user: &str, database: &str) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&196608u32.to_be_bytes());
@@ -168,34 +168,53 @@ fn pg_len(reply: &[u8]) -> Option<usize> {
 /// Whether `reply` holds a whole message (or as much of it as we read).
 fn pg_complete(reply: &[u8]) -> bool {
     match (reply.first(), pg_len(reply)) {
-        (Some(b'E'), Some(len)) => reply.len() >= (len + 1).min(PG_REPLY_MAX),
-        (Some(b'E'), None) => false,
-        (Some(_), _) => true,
+        // An impossible length is no PostgreSQL either.
+        (Some(b'R' | b'E' | b'v'), Some(len)) if !(4..=64 * 1024).contains(&len) => true,
+        (Some(b'R' | b'E' | b'v'), Some(len)) => reply.len() >= (len + 1).min(PG_REPLY_MAX),
+        // Anything else is not PostgreSQL: no need to wait for more.
+        (Some(t), _) => !matches!(t, b'R' | b'E' | b'v'),
         (None, _) => false,
     }
 }
 
-/// Classify the server's first reply to a StartupMessage.
+/// Classify the server's first reply to a StartupMessage. Only a well-formed PostgreSQL message counts: an
+/// authentication request (`R` with a known method), an ErrorResponse (`E`) carrying a SQLSTATE, or a
+/// NegotiateProtocolVersion (`v`). Anything else — an HTTP server, garbage, a truncated message — is not a
+/// database.
 pub fn postgres_reply(reply: &[u8]) -> Outcome {
-    match reply.first() {
-        Some(b'R') | Some(b'N') | Some(b'S') | Some(b'K') | Some(b'Z') => Outcome::Ready,
-        Some(b'E') => {
-            // Error fields follow the 5-byte header: a type byte then a NUL-terminated string, repeated.
-            let fields = reply.get(5..).unwrap_or(&[]);
-            let code = fields
-                .split(|&b| b == 0)
-                .find(|f| f.first() == Some(&b'C'))
-                .map(|f| String::from_utf8_lossy(&f[1..]).into_owned());
-            match code.as_deref() {
-                Some("57P03") => {
-                    Outcome::NotReady("the database system is starting up (57P03)".into())
-                }
-                // Protocol v2 servers and truncated replies still prove a server is answering.
-                _ => Outcome::Ready,
+    let not_pg = || Outcome::NotReady("not a PostgreSQL reply".into());
+    let Some(&kind) = reply.first() else {
+        return Outcome::NotReady("connection closed".into());
+    };
+    let Some(len) = pg_len(reply) else {
+        return not_pg();
+    };
+    let body = &reply[5..reply.len().min(len + 1)];
+    match kind {
+        // AuthenticationOk/KerberosV5/CleartextPassword/MD5/GSS/GSSContinue/SSPI/SASL/SASLContinue/SASLFinal.
+        b'R' if (8..=PG_REPLY_MAX).contains(&len) && body.len() >= 4 => {
+            match u32::from_be_bytes([body[0], body[1], body[2], body[3]]) {
+                0 | 2 | 3 | 5 | 7 | 8 | 9 | 10 | 11 | 12 => Outcome::Ready,
+                _ => not_pg(),
             }
         }
-        Some(_) => Outcome::Ready,
-        None => Outcome::NotReady("connection closed".into()),
+        b'v' if (12..=PG_REPLY_MAX).contains(&len) && body.len() >= 8 => Outcome::Ready,
+        // Fields: a type byte then a NUL-terminated string, repeated; the SQLSTATE is field C, five characters.
+        b'E' if (5..=64 * 1024).contains(&len) => {
+            let code = body
+                .split(|&b| b == 0)
+                .find(|f| f.first() == Some(&b'C'))
+                .map(|f| &f[1..])
+                .filter(|c| c.len() == 5 && c.iter().all(u8::is_ascii_alphanumeric));
+            match code {
+                Some(b"57P03") => {
+                    Outcome::NotReady("the database system is starting up (57P03)".into())
+                }
+                Some(_) => Outcome::Ready,
+                None => not_pg(),
+            }
+        }
+        _ => not_pg(),
     }
 }
 
@@ -207,7 +226,9 @@ fn postgres(c: &mut dyn Conn, t: &Target, dl: Deadline) -> io::Result<Outcome> {
     let n = receive(c, &mut buf, dl, pg_complete)?;
     let out = postgres_reply(&buf[..n]);
     // A polite Terminate so a trust-auth server does not log an unexpected EOF.
-    let _ = send(c, &[b'X', 0, 0, 0, 4], dl);
+    if out == Outcome::Ready {
+        let _ = send(c, &[b'X', 0, 0, 0, 4], dl);
+    }
     Ok(out)
 }
 
@@ -322,8 +343,19 @@ mod tests {
             (err("28P01"), true),
             (err("3D000"), true),
             (err("53300"), true),
-            (b"E".to_vec(), true),
+            (vec![b'v', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0], true),
             (vec![], false),
+            // Issue #11 item 5: only a real PostgreSQL reply counts, not any byte on the port.
+            (b"E".to_vec(), false),
+            (b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), false),
+            (b"SSH-2.0-OpenSSH_9.2\r\n".to_vec(), false),
+            (b"+PONG\r\n".to_vec(), false),
+            (b"\x00\x00\x00\x00".to_vec(), false),
+            (vec![b'R', 0, 0, 0, 8, 0, 0, 0, 99], false),
+            (vec![b'R', 0xff, 0, 0, 8, 0, 0, 0, 0], false),
+            (vec![b'R', 0, 0, 0, 8], false),
+            (b"E\x00\x00\x00\x10no fields here".to_vec(), false),
+            (b"Egarbage garbage garbage".to_vec(), false),
         ];
         for (reply, ready) in cases {
             assert_eq!(postgres_reply(&reply) == Outcome::Ready, ready, "{reply:?}");

@@ -188,3 +188,30 @@ fn sigterm_ends_a_hanging_name_lookup_at_once() {
     );
     drop(dns);
 }
+
+#[test]
+fn only_a_postgresql_reply_is_a_ready_database() {
+    // Issue #11 item 5: an HTTP server (or anything else that answers) on the port is not a database.
+    let reserved = Reserved::new();
+    let port = reserved.port;
+    let _http = reserved.serve(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "scheduler"],
+        &[
+            (
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                &format!("postgresql://u:p@127.0.0.1:{port}/x"),
+            ),
+            ("CONNECTION_CHECK_MAX_COUNT", "2"),
+        ],
+    );
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("after 2 attempts"), "{out}");
+    assert!(
+        out.trim_end().ends_with(": not a PostgreSQL reply"),
+        "{out}"
+    );
+    assert!(stub.calls().is_empty(), "{:?}", stub.calls());
+}
