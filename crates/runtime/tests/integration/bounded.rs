@@ -194,7 +194,11 @@ fn only_a_postgresql_reply_is_a_ready_database() {
     // Issue #11 item 5: an HTTP server (or anything else that answers) on the port is not a database.
     let reserved = Reserved::new();
     let port = reserved.port;
-    let _http = reserved.serve(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    // Answers at once, whatever was sent (an HTTP server replies 400 to a StartupMessage).
+    let _http = reserved.trickle(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+        b' ',
+    );
     let stub = Stub::new();
     let (rc, out) = run(
         &stub,
