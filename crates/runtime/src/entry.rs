@@ -2,6 +2,7 @@
 
 use crate::airflow;
 use crate::init::{self, Command, Config, Signals};
+use crate::log::clip;
 use crate::passwd::{self, Account};
 use crate::privilege::{self, Plan};
 use crate::syscall::{Real, Syscall};
@@ -142,11 +143,15 @@ fn establish_identity(argv: &[OsString], sigs: &Signals) -> Result<(), Stop> {
                     Stop(EXIT_STARTUP)
                 })?;
             let Some(acc) = passwd::resolve(&spec, &users, &groups) else {
-                say!("ASTRONOMER_USER={spec}: no such user in {}", passwd::PASSWD);
+                say!(
+                    "ASTRONOMER_USER={}: no such user in {}",
+                    clip(&spec),
+                    passwd::PASSWD
+                );
                 return Err(Stop(EXIT_CONFIG));
             };
             privilege::step_down(&sys, &acc).map_err(|e| {
-                say!("cannot step down to {spec}: {e}");
+                say!("cannot step down to {}: {e}", clip(&spec));
                 Stop(EXIT_STARTUP)
             })?;
             set_identity_env(&acc);
@@ -213,8 +218,10 @@ fn make_usable(uid: u32, gid: u32, astronomer_uid: u32, astronomer_user: &str) {
     env::set_var("USER", &name);
     env::set_var("LOGNAME", &name);
     warn!(
-        "running as uid {uid}, which is neither root nor {astronomer_user} (ASTRONOMER_UID={astronomer_uid}); \
-         keeping it with HOME={home}{note}"
+        "running as uid {uid}, which is neither root nor {} (ASTRONOMER_UID={astronomer_uid}); \
+         keeping it with HOME={}{note}",
+        clip(astronomer_user),
+        clip(&home)
     );
 }
 
@@ -410,7 +417,7 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
              user is created; with the Simple auth manager set AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS (e.g. \
              admin:admin) instead, or use FAB ({})",
             airflow::AUTH_MANAGER_VAR,
-            auth_manager.as_deref().unwrap_or_default(),
+            clip(auth_manager.as_deref().unwrap_or_default()),
             airflow::FAB_AUTH_MANAGER
         );
     }
@@ -501,6 +508,9 @@ fn user_create_command(sigs: &Signals) -> Result<(Vec<String>, String), Stop> {
         "--password".into(),
         password,
     ];
-    let label = format!("airflow users create --username {username} (password not shown)");
+    let label = format!(
+        "airflow users create --username {} (password not shown)",
+        clip(&username)
+    );
     Ok((argv, label))
 }

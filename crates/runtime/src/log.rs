@@ -74,3 +74,36 @@ pub fn say(args: fmt::Arguments) {
 
 #[macro_export]
 macro_rules! say { ($($a:tt)*) => { $crate::log::say(format_args!($($a)*)) } }
+
+/// Longest piece of a caller's value echoed in a line (a user name, a path, a host list).
+pub const CLIP: usize = 80;
+
+/// `s` as it may appear in a log line: control characters escaped (a newline cannot forge a line, an escape
+/// sequence cannot repaint the terminal), and at most [`CLIP`] characters, with `…` when cut.
+pub fn clip(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == CLIP {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clipping() {
+        assert_eq!(super::clip("astro"), "astro");
+        assert_eq!(super::clip("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+        let long = super::clip(&"x".repeat(100_000));
+        assert_eq!(long.chars().count(), super::CLIP + 1);
+        assert!(long.ends_with('…'));
+    }
+}

@@ -4,7 +4,7 @@
 //! the problem, never the text.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -83,6 +83,12 @@ pub enum UrlError {
     NotHttp,
     #[error("invalid path (spaces or control characters)")]
     BadPath,
+    #[error("the host (or socket path) holds a control character")]
+    ControlChar,
+    #[error("the host is longer than 253 characters (or the socket path than 107 bytes)")]
+    LongHost,
+    #[error("the port list does not match the host list (give one port, or one per host)")]
+    PortCount,
 }
 
 /// Schemes with nothing on the network to wait for.
@@ -224,10 +230,12 @@ fn parse_one(url: &str) -> Result<Parsed, UrlError> {
         if !path.starts_with('/') {
             return Err(UrlError::BadHost);
         }
+        let path = PathBuf::from(percent_decode(path));
+        check_socket(&path)?;
         return Ok(Parsed::Targets(vec![Target {
             scheme: "redis".into(),
             protocol: Protocol::Redis,
-            endpoint: Endpoint::Unix(PathBuf::from(percent_decode(path))),
+            endpoint: Endpoint::Unix(path),
             user: None,
             database: None,
             http_path: None,
@@ -235,12 +243,7 @@ fn parse_one(url: &str) -> Result<Parsed, UrlError> {
     }
     let info = scheme_info(base);
 
-    // The host is after the *last* '@' (a raw '@' in a password is common), looking only before the query.
-    let before_query = rest.split('?').next().unwrap_or(rest);
-    let (userinfo, after_user) = match before_query.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
+    let (userinfo, after_user) = split_userinfo(rest);
     let hp_end = after_user.find(['/', '?', '#']).unwrap_or(after_user.len());
     let hostport = &after_user[..hp_end];
     let tail = &after_user[hp_end..];
@@ -256,41 +259,69 @@ fn parse_one(url: &str) -> Result<Parsed, UrlError> {
         .map(|u| percent_decode(u.split(':').next().unwrap_or("")))
         .filter(|u| !u.is_empty());
 
-    let (mut host, mut port) = split_host_port(hostport)?;
+    // libpq: a comma-separated list of hosts, each with its own port (postgresql://h1:5432,h2:5433/db).
+    let mut hosts: Vec<(String, Option<u16>)> = if hostport.is_empty() {
+        vec![(String::new(), None)]
+    } else {
+        hostport
+            .split(',')
+            .map(split_host_port)
+            .collect::<Result<_, _>>()?
+    };
     let mut socket: Option<PathBuf> = None;
-    let mut extra_hosts = Vec::new();
+    let mut query_hosts: Vec<(String, Option<u16>)> = Vec::new();
+    let mut ports: Vec<Option<u16>> = Vec::new();
     for kv in query.split('&').filter(|s| !s.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         let v = percent_decode(v);
         match k {
-            "host" if v.starts_with('/') => socket = Some(PathBuf::from(v)),
-            // libpq: host=a,b (a multi-host list) — any one is enough.
+            // psycopg2 (SQLAlchemy): host=H or host=H:P, repeatable; libpq: host=a,b. A leading / is a socket
+            // directory.
             "host" if !v.is_empty() => {
-                let mut hs = v.split(',').map(str::to_string);
-                host = hs.next().unwrap_or_default();
-                extra_hosts.extend(hs);
+                for h in v.split(',') {
+                    query_hosts.push(if h.starts_with('/') || h.is_empty() {
+                        (h.to_string(), None)
+                    } else {
+                        query_host(h)?
+                    });
+                }
             }
-            "port" if !v.is_empty() => port = Some(parse_port(v.split(',').next().unwrap_or(""))?),
+            // libpq: one port for every host, or one per host (an empty one is the default).
+            "port" if !v.is_empty() => {
+                for p in v.split(',') {
+                    ports.push(if p.is_empty() {
+                        None
+                    } else {
+                        Some(parse_port(p)?)
+                    });
+                }
+            }
             "unix_socket" | "unix_sock" if v.starts_with('/') => socket = Some(PathBuf::from(v)),
             _ => {}
         }
     }
-    // libpq also accepts a percent-encoded socket directory as the host.
-    if host.starts_with('/') {
-        socket = Some(PathBuf::from(&host));
-        host.clear();
+    if !query_hosts.is_empty() {
+        hosts = query_hosts;
     }
-    if !valid_host(&host) || extra_hosts.iter().any(|h| !valid_host(h)) {
-        return Err(UrlError::BadHost);
+    match ports.len() {
+        0 => {}
+        1 => hosts.iter_mut().for_each(|h| h.1 = h.1.or(ports[0])),
+        n if n == hosts.len() => hosts
+            .iter_mut()
+            .zip(&ports)
+            .for_each(|(h, p)| h.1 = h.1.or(*p)),
+        _ => return Err(UrlError::PortCount),
+    }
+    for (h, _) in &hosts {
+        check_host(h)?;
     }
     let (protocol, default_port) = match info {
         Some(i) => i,
-        None => match port {
+        None => match hosts.iter().find_map(|h| h.1) {
             Some(p) => (Protocol::Tcp, p),
             None => return Err(UrlError::NoDefaultPort(base.to_string())),
         },
     };
-    let port = port.unwrap_or(default_port);
     let mk = |endpoint| Target {
         scheme: base.to_string(),
         protocol,
@@ -299,27 +330,104 @@ fn parse_one(url: &str) -> Result<Parsed, UrlError> {
         database: database.clone(),
         http_path: None,
     };
-    if let Some(dir) = socket {
-        let path = if protocol == Protocol::Postgres {
-            dir.join(format!(".s.PGSQL.{port}"))
-        } else {
-            dir
-        };
+    if let Some(path) = socket {
+        check_socket(&path)?;
         return Ok(Parsed::Targets(vec![mk(Endpoint::Unix(path))]));
     }
-    if host.is_empty() {
-        if protocol == Protocol::Postgres {
-            // libpq's default: the local socket directory.
-            let p = PathBuf::from(format!("/var/run/postgresql/.s.PGSQL.{port}"));
-            return Ok(Parsed::Targets(vec![mk(Endpoint::Unix(p))]));
+    let mut targets = Vec::new();
+    for (host, port) in hosts {
+        let port = port.unwrap_or(default_port);
+        // libpq: a host that is a directory (or, for PostgreSQL, no host at all) is a Unix socket.
+        let dir = if host.starts_with('/') {
+            Some(PathBuf::from(&host))
+        } else if host.is_empty() && protocol == Protocol::Postgres {
+            Some(PathBuf::from("/var/run/postgresql"))
+        } else {
+            None
+        };
+        let endpoint = match dir {
+            Some(d) if protocol == Protocol::Postgres => {
+                Endpoint::Unix(d.join(format!(".s.PGSQL.{port}")))
+            }
+            Some(d) => Endpoint::Unix(d),
+            None if host.is_empty() => Endpoint::Tcp {
+                host: "localhost".into(),
+                port,
+            },
+            None => Endpoint::Tcp { host, port },
+        };
+        if let Endpoint::Unix(p) = &endpoint {
+            check_socket(p)?;
         }
-        host = "localhost".into();
-    }
-    let mut targets = vec![mk(Endpoint::Tcp { host, port })];
-    for h in extra_hosts {
-        targets.push(mk(Endpoint::Tcp { host: h, port }));
+        targets.push(mk(endpoint));
     }
     Ok(Parsed::Targets(targets))
+}
+
+/// Split off the userinfo as SQLAlchemy does — `user[:password]@`, the user name without `:` or `/`, the
+/// password anything (`?`, `/`, `:` included) — with one extension: a raw `@` in the password, so the userinfo
+/// ends at the last `@` before the query (a `?` starts the query only after the password's first `@`).
+fn split_userinfo(rest: &str) -> (Option<&str>, &str) {
+    let Some(k) = rest.find([':', '/', '@']) else {
+        return (None, rest);
+    };
+    let at = match rest.as_bytes()[k] {
+        b'@' => Some(k),
+        b':' => rest[k..].find('@').map(|first| {
+            let first = k + first;
+            let query = rest[first..].find('?').map_or(rest.len(), |q| first + q);
+            rest[..query].rfind('@').unwrap_or(first)
+        }),
+        _ => None,
+    };
+    match at {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    }
+}
+
+/// One `host=` value of psycopg2 (`H`, `H:P`, `[v6]:P`) or libpq (a bare IPv6 address).
+fn query_host(h: &str) -> Result<(String, Option<u16>), UrlError> {
+    if h.starts_with('[') || h.matches(':').count() <= 1 {
+        split_host_port(h)
+    } else {
+        let addr = h.split('%').next().unwrap_or("");
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| UrlError::BareIpv6)?;
+        Ok((h.to_string(), None))
+    }
+}
+
+/// The longest host name DNS allows.
+pub const MAX_HOST: usize = 253;
+
+fn check_host(h: &str) -> Result<(), UrlError> {
+    if h.starts_with('/') {
+        return check_socket(Path::new(h));
+    }
+    if h.len() > MAX_HOST {
+        return Err(UrlError::LongHost);
+    }
+    if h.chars().any(char::is_control) {
+        return Err(UrlError::ControlChar);
+    }
+    if valid_host(h) {
+        Ok(())
+    } else {
+        Err(UrlError::BadHost)
+    }
+}
+
+/// A Unix socket path must fit `sun_path` (108 bytes with its NUL) and hold no control character.
+fn check_socket(p: &Path) -> Result<(), UrlError> {
+    let s = p.as_os_str().as_encoded_bytes();
+    if s.len() > 107 {
+        return Err(UrlError::LongHost);
+    }
+    if s.iter().any(|c| c.is_ascii_control()) || p.to_string_lossy().chars().any(char::is_control) {
+        return Err(UrlError::ControlChar);
+    }
+    Ok(())
 }
 
 /// Parse an `http://` or `https://` URL (Airflow 3's `[core] execution_api_server_url`). Userinfo is skipped
@@ -345,9 +453,10 @@ pub fn parse_http(value: &str) -> Result<Target, UrlError> {
     };
     let hp_end = after_user.find(['/', '?']).unwrap_or(after_user.len());
     let (host, port) = split_host_port(&after_user[..hp_end])?;
-    if host.is_empty() || host.starts_with('/') || !valid_host(&host) {
+    if host.is_empty() || host.starts_with('/') {
         return Err(UrlError::BadHost);
     }
+    check_host(&host)?;
     let path = match &after_user[hp_end..] {
         "" => "/".to_string(),
         p if p.starts_with('?') => format!("/{p}"),
@@ -475,6 +584,57 @@ mod tests {
             ),
             ("  postgresql://db  ", &["postgresql at db:5432"]),
             ("POSTGRESQL://DB", &["postgresql at DB:5432"]),
+            // Issue #11 item 6: psycopg2's host=H:P, one or several; libpq's host and port lists.
+            (
+                "postgresql+psycopg2://u:p@/airflow?host=db1:5433",
+                &["postgresql at db1:5433"],
+            ),
+            (
+                "postgresql+psycopg2://u:p@/airflow?host=HostA:6001&host=HostB&host=HostC",
+                &[
+                    "postgresql at HostA:6001",
+                    "postgresql at HostB:5432",
+                    "postgresql at HostC:5432",
+                ],
+            ),
+            (
+                "postgresql://u@/db?host=a,b&port=7001,7002",
+                &["postgresql at a:7001", "postgresql at b:7002"],
+            ),
+            (
+                "postgresql://u@/db?host=a,b&port=,7002",
+                &["postgresql at a:5432", "postgresql at b:7002"],
+            ),
+            (
+                "postgresql://u@/db?host=/tmp,db2&port=6000",
+                &[
+                    "postgresql at unix:/tmp/.s.PGSQL.6000",
+                    "postgresql at db2:6000",
+                ],
+            ),
+            ("postgresql://u@/db?host=::1", &["postgresql at [::1]:5432"]),
+            (
+                "postgresql://u:p@h1:5432,h2:5433/db",
+                &["postgresql at h1:5432", "postgresql at h2:5433"],
+            ),
+            (
+                "postgresql://u:p@h1,[::1]:6000/db",
+                &["postgresql at h1:5432", "postgresql at [::1]:6000"],
+            ),
+            // A raw ? (or / or :) in the password, as SQLAlchemy parses it.
+            (
+                "postgresql://airflow:ZQX?pw@127.0.0.1/airflow",
+                &["postgresql at 127.0.0.1:5432"],
+            ),
+            (
+                "postgresql://airflow:a/b:c?d@db:6432/airflow?sslmode=disable",
+                &["postgresql at db:6432"],
+            ),
+            // An @ in the query is not the end of the userinfo.
+            (
+                "postgresql://u:p@h/db?application_name=me@x",
+                &["postgresql at h:5432"],
+            ),
             ("sqlite:////usr/local/airflow/airflow.db", &["local sqlite"]),
             ("sqlite://", &["local sqlite"]),
             ("filesystem://", &["local filesystem"]),
@@ -525,16 +685,39 @@ mod tests {
             ("weird://host/x", UrlError::NoDefaultPort("weird".into())),
             ("redis+socket://relative.sock", UrlError::BadHost),
             ("postgresql://u:p@db/x;mysql://h:bad", UrlError::BadPort),
+            (
+                "postgresql://u@/db?host=a,b,c&port=1,2",
+                UrlError::PortCount,
+            ),
+            ("postgresql://u@/db?host=a:x", UrlError::BadPort),
+            ("postgresql://u@/db?host=1:2:3", UrlError::BareIpv6),
+            // Issue #11 item 7: control characters are refused, long names too (they would be echoed).
+            ("postgresql://u:p@db%00x/db", UrlError::ControlChar),
+            ("postgresql://u:p@db%0Aevil/db", UrlError::ControlChar),
+            ("postgresql://u@/db?host=db%00", UrlError::ControlChar),
+            ("redis+socket:///run/re%01dis.sock", UrlError::ControlChar),
         ];
         for (url, want) in cases {
             assert_eq!(parse(url).as_ref().err(), Some(want), "{url}");
         }
+        let long = format!("postgresql://u:p@{}/db", "h".repeat(MAX_HOST + 1));
+        assert_eq!(parse(&long), Err(UrlError::LongHost));
+        assert!(parse(&format!("postgresql://u:p@{}/db", "h".repeat(MAX_HOST))).is_ok());
+        let long = format!("postgresql://u@/db?host=/{}", "d".repeat(200));
+        assert_eq!(parse(&long), Err(UrlError::LongHost));
+        assert_eq!(
+            parse_http(&format!("http://{}/x", "a".repeat(1 << 20))),
+            Err(UrlError::LongHost)
+        );
+        assert_eq!(parse_http("http://a%00b/x"), Err(UrlError::ControlChar));
     }
 
     #[test]
     fn display_never_shows_userinfo() {
         for url in [
             "postgresql://alice:s3cr3t@db/x",
+            "postgresql://alice:s3cr3t?pw@127.0.0.1/x",
+            "postgresql://alice:s3cr3t?pw@127.0.0.1:5432,10.0.0.2:5432/x",
             "redis://:s3cr3t@r/0",
             "amqp://alice:s3cr3t@q//",
         ] {

@@ -172,6 +172,22 @@ fn attempt_with(
     }
 }
 
+/// The targets as the wait lines show them: the first few, then how many more (a long failover list, or long
+/// host names, must not make every line huge).
+fn shown_names(targets: &[Target]) -> String {
+    const SHOWN: usize = 3;
+    let mut names = targets
+        .iter()
+        .take(SHOWN)
+        .map(|t| crate::log::clip(&t.endpoint.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if targets.len() > SHOWN {
+        names.push_str(&format!(" and {} more", targets.len() - SHOWN));
+    }
+    names
+}
+
 /// Wait until any of `targets` is ready. `what` is "database"/"broker", `var` the variable they came from.
 pub fn wait_for(
     what: &str,
@@ -183,11 +199,7 @@ pub fn wait_for(
 ) -> Waited {
     let start = Instant::now();
     let mut last_line: Option<Instant> = None;
-    let names = targets
-        .iter()
-        .map(|t| t.endpoint.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = shown_names(targets);
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
@@ -237,6 +249,21 @@ mod tests {
         Option<&'static str>,
         std::result::Result<Option<Policy>, ()>,
     );
+
+    #[test]
+    fn long_target_lists_are_cut() {
+        let url = (1..=12)
+            .map(|i| format!("redis://10.0.0.{i}:6379/0"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let crate::url::Parsed::Targets(t) = crate::url::parse(&url).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            shown_names(&t),
+            "10.0.0.1:6379, 10.0.0.2:6379, 10.0.0.3:6379 and 9 more"
+        );
+    }
 
     #[test]
     fn policy_table() {

@@ -530,3 +530,104 @@ fn sigterm_ends_the_execution_api_wait_promptly() {
         "SIGTERM while waiting for the execution API server",
     );
 }
+
+/// AuthenticationOk: what a trust-auth PostgreSQL answers to a StartupMessage.
+const PG_AUTH_OK: &[u8] = b"R\x00\x00\x00\x08\x00\x00\x00\x00";
+
+#[test]
+fn url_forms_of_sqlalchemy_and_libpq_reach_the_database() {
+    // Issue #11 item 6: each of these used to wait forever on a database that was up, or exit 2.
+    let up = Reserved::new();
+    let port = up.port;
+    let _pg = up.trickle(PG_AUTH_OK, b'Z');
+    let closed = Reserved::new().port;
+    for url in [
+        // psycopg2's host=H:P, one or several
+        format!("postgresql+psycopg2://u:pw@/airflow?host=127.0.0.1:{port}"),
+        format!(
+            "postgresql+psycopg2://u:pw@/airflow?host=127.0.0.1:{closed}&host=127.0.0.1:{port}"
+        ),
+        // libpq's lists: a port per host
+        format!("postgresql://u:pw@/airflow?host=127.0.0.1,127.0.0.1&port={closed},{port}"),
+        format!("postgresql://u:pw@127.0.0.1:{closed},127.0.0.1:{port}/airflow"),
+        // a raw ? in the password, which SQLAlchemy parses
+        format!("postgresql://airflow:ZQX?pw@127.0.0.1:{port}/airflow"),
+    ] {
+        let stub = Stub::new();
+        let (rc, out) = run(
+            &stub,
+            &["airflow", "scheduler"],
+            &[
+                ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", &url),
+                ("CONNECTION_CHECK_MAX_COUNT", "3"),
+            ],
+        );
+        let shown = url.replace(&port.to_string(), "PORT");
+        assert_eq!(rc, 0, "{shown}: {out}");
+        assert!(
+            out.contains(&format!("127.0.0.1:{port} is ready")),
+            "{shown}: {out}"
+        );
+        assert_eq!(stub.calls(), ["scheduler|"], "{shown}");
+        for secret in ["pw", "ZQX"] {
+            assert!(!out.contains(secret), "{shown}: {out}");
+        }
+    }
+}
+
+#[test]
+fn echoed_values_are_capped_and_control_characters_refused() {
+    // Issue #11 item 7: a 1 MB host from a _CMD, a %00 in a host, a 100 kB ASTRONOMER_USER.
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "scheduler"],
+        &[(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+            "printf 'postgresql://u:p@'; head -c 1000000 /dev/zero | tr '\\0' h; echo /db",
+        )],
+    );
+    assert_eq!(rc, 2, "{}", &out[..out.len().min(500)]);
+    assert!(out.len() < 1000, "{} bytes echoed", out.len());
+    for value in [
+        "postgresql://u:p@db%00x/db",
+        "postgresql://u:p@db%0Aevil/db",
+    ] {
+        let stub = Stub::new();
+        let start = Instant::now();
+        let (rc, out) = run(
+            &stub,
+            &["airflow", "scheduler"],
+            &[("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", value)],
+        );
+        assert_eq!(rc, 2, "{value}: {out}");
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(out.contains("control character"), "{out}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+    }
+    if is_root() {
+        let user = "x".repeat(100_000);
+        let out = std::process::Command::new(ENTRYPOINT)
+            .arg("true")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("ASTRONOMER_USER", &user)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 2, "{}", &err[..err.len().min(300)]);
+        assert!(err.len() < 500, "{} bytes echoed", err.len());
+        let user = "ghost\u{1b}[2J\nentrypoint: forged";
+        let out = std::process::Command::new(ENTRYPOINT)
+            .arg("true")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("ASTRONOMER_USER", user)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!err.contains('\u{1b}'), "{err}");
+    }
+}
