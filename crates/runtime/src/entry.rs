@@ -195,15 +195,23 @@ fn make_usable(uid: u32, gid: u32, astronomer_uid: u32, astronomer_user: &str) {
     let name = match &entry {
         Some(u) => u.name.clone(),
         None => {
-            let line = privilege::arbitrary_passwd_line(uid, gid, &fallback);
-            let appended = std::fs::OpenOptions::new()
-                .append(true)
-                .open(passwd::PASSWD)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-            note = if appended.is_ok() {
-                format!("; added astro-{uid} to {}", passwd::PASSWD)
-            } else {
-                format!("; no entry in {} (not writable)", passwd::PASSWD)
+            note = match privilege::arbitrary_passwd_line(uid, gid, &fallback) {
+                // AIRFLOW_HOME with a ':' or a control character: it must not reach the file.
+                None => format!(
+                    "; no entry added to {} (the home folder holds ':' or a control character)",
+                    passwd::PASSWD
+                ),
+                Some(line) => {
+                    let appended = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(passwd::PASSWD)
+                        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+                    if appended.is_ok() {
+                        format!("; added astro-{uid} to {}", passwd::PASSWD)
+                    } else {
+                        format!("; no entry in {} (not writable)", passwd::PASSWD)
+                    }
+                }
             };
             format!("astro-{uid}")
         }

@@ -164,9 +164,18 @@ pub fn resolve_unprivileged(
     Ok(acc)
 }
 
-/// The passwd line added for an arbitrary UID when `/etc/passwd` is writable (as the official image does).
-pub fn arbitrary_passwd_line(uid: u32, gid: u32, home: &str) -> String {
-    format!("astro-{uid}:x:{uid}:{gid}:Airflow user (arbitrary UID):{home}:/usr/sbin/nologin\n")
+/// Whether `s` can be a field of a passwd line: no `:` (the separator) and no control character (a newline
+/// would start a line of the caller's choosing).
+pub fn passwd_field_ok(s: &str) -> bool {
+    !s.chars().any(|c| c == ':' || c.is_control())
+}
+
+/// The passwd line added for an arbitrary UID when `/etc/passwd` is writable (as the official image does);
+/// `None` when `home` cannot be a passwd field.
+pub fn arbitrary_passwd_line(uid: u32, gid: u32, home: &str) -> Option<String> {
+    passwd_field_ok(home).then(|| {
+        format!("astro-{uid}:x:{uid}:{gid}:Airflow user (arbitrary UID):{home}:/usr/sbin/nologin\n")
+    })
 }
 
 #[cfg(test)]
@@ -273,6 +282,23 @@ mod tests {
             step_down(&sys, &acc(50000, 50000, &[50000])),
             Err(Error::Syscall("setgroups", _))
         ));
+    }
+
+    #[test]
+    fn passwd_lines_refuse_separators_and_control_characters() {
+        assert_eq!(
+            arbitrary_passwd_line(1234, 0, "/usr/local/airflow").as_deref(),
+            Some("astro-1234:x:1234:0:Airflow user (arbitrary UID):/usr/local/airflow:/usr/sbin/nologin\n")
+        );
+        for home in [
+            "/a\nevil::0:0::/:/bin/sh",
+            "/a:b",
+            "/a\rb",
+            "/a\0b",
+            "/a\u{85}b",
+        ] {
+            assert_eq!(arbitrary_passwd_line(1234, 0, home), None, "{home:?}");
+        }
     }
 
     #[test]

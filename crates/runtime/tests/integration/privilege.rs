@@ -263,3 +263,52 @@ fn arbitrary_uid_keeps_working() {
     assert_eq!(err.matches("running as uid 123457").count(), 1, "{err}");
     assert!(err.starts_with("[WARN  entrypoint ("), "{err}");
 }
+
+#[test]
+fn arbitrary_uid_cannot_inject_passwd_lines() {
+    // Issue #11 item 8: with a writable /etc/passwd (a copy bound over it in a private mount namespace), an
+    // AIRFLOW_HOME holding a newline or a ':' must not reach the file.
+    require_root!();
+    for (name, evil) in [
+        ("newline", "home\nevil::0:0::/:/bin/sh"),
+        ("colon", "home:0:0"),
+    ] {
+        let dir = tempdir();
+        let passwd_copy = dir.path().join("passwd");
+        fs::copy("/etc/passwd", &passwd_copy).unwrap();
+        fs::set_permissions(&passwd_copy, fs::Permissions::from_mode(0o666)).unwrap();
+        let before = fs::read_to_string(&passwd_copy).unwrap();
+        let home = dir.path().join(evil);
+        fs::create_dir_all(&home).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o777)).unwrap();
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--", "/bin/sh", "-c"])
+            .arg(
+                "mount --bind \"$APRT_PASSWD\" /etc/passwd && exec setpriv --reuid=123458 --regid=123458 \
+                 --clear-groups -- \"$APRT_ENTRYPOINT\" /bin/sh -c 'echo ran'",
+            )
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", "/root")
+            .env("APRT_PASSWD", &passwd_copy)
+            .env("APRT_ENTRYPOINT", ENTRYPOINT)
+            .env("AIRFLOW_HOME", &home);
+        let (rc, out, err) = run(c);
+        assert_eq!((rc, out.as_str()), (0, "ran\n"), "{name}: {err}");
+        let after = fs::read_to_string(&passwd_copy).unwrap();
+        assert!(
+            after.starts_with(&before),
+            "{name}: existing entries changed"
+        );
+        let added = &after[before.len()..];
+        for line in added.lines() {
+            assert_eq!(line.split(':').count(), 7, "{name}: corrupt entry {line:?}");
+            assert!(
+                line.starts_with("astro-123458:"),
+                "{name}: injected {line:?}"
+            );
+        }
+        assert!(!after.contains("evil:"), "{name}: {added:?}");
+        assert!(err.contains("no entry added"), "{name}: {err}");
+    }
+}
