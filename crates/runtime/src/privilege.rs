@@ -1,7 +1,8 @@
 //! Who the entrypoint runs as (README: "Privilege").
 //!
+//! * `ASTRONOMER_UID` (default 50000) → nothing to do (checked first, as the seed does: `ASTRONOMER_UID=0`
+//!   keeps root);
 //! * root → step down to `ASTRONOMER_USER` (default `astro`) before anything else runs;
-//! * `ASTRONOMER_UID` (default 50000) → nothing to do;
 //! * the platform UID → exec the setuid-root copy ([`STEPDOWN_PATH`]), which drops to the user named in a
 //!   root-owned file next to it *before* it reads any argument or environment variable;
 //! * anything else (OpenShift-style arbitrary UID) → keep it, make it usable, warn once.
@@ -59,11 +60,13 @@ pub struct Inputs<'a> {
     pub already_tried: bool,
 }
 
+/// The seed's rule first: the current user is kept when it is `ASTRONOMER_UID`, root included
+/// (`ASTRONOMER_UID=0` started as root stays root: the operator's choice).
 pub fn plan(i: &Inputs) -> Plan {
-    if i.uid == 0 {
-        Plan::StepDown(i.astronomer_user.to_string())
-    } else if i.uid == i.astronomer_uid {
+    if i.uid == i.astronomer_uid {
         Plan::Keep
+    } else if i.uid == 0 {
+        Plan::StepDown(i.astronomer_user.to_string())
     } else if let (Some(p), false) = (&i.setuid_copy, i.already_tried) {
         Plan::ExecSetuid(p.clone())
     } else {
@@ -218,6 +221,21 @@ mod tests {
                 already_tried,
             };
             assert_eq!(plan(&i), want, "uid {uid}");
+        }
+        // Issue #11 item 9: the seed keeps the current user when it is ASTRONOMER_UID, root included.
+        for (uid, astronomer_uid, want) in [
+            (0, 0, Plan::Keep),
+            (0, 50000, Plan::StepDown("astro".into())),
+            (100, 100, Plan::Keep),
+        ] {
+            let i = Inputs {
+                uid,
+                astronomer_uid,
+                astronomer_user: "astro",
+                setuid_copy: copy.clone(),
+                already_tried: false,
+            };
+            assert_eq!(plan(&i), want, "uid {uid}, ASTRONOMER_UID={astronomer_uid}");
         }
     }
 

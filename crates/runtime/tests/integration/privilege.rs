@@ -312,3 +312,20 @@ fn arbitrary_uid_cannot_inject_passwd_lines() {
         assert!(err.contains("no entry added"), "{name}: {err}");
     }
 }
+
+#[test]
+fn root_with_astronomer_uid_zero_stays_root() {
+    // Issue #11 item 9: the seed's rule — the current user is kept when it is ASTRONOMER_UID — applies to root.
+    require_root!();
+    let mut c = Command::new(ENTRYPOINT);
+    c.args(["/bin/sh", "-c", REPORT])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/root")
+        .env("ASTRONOMER_UID", "0")
+        .env("ASTRONOMER_USER", "postgres");
+    let (rc, out, err) = run(c);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.starts_with("uid=0 gid=0 "), "{out}");
+    assert!(!err.contains("running as uid"), "{err}");
+}
