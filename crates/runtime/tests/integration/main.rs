@@ -5,6 +5,7 @@ mod airflow3;
 mod bounded;
 mod privilege;
 mod readiness;
+mod servers;
 mod startup;
 mod supervise;
 mod util;
