@@ -62,8 +62,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or(file.defaults.debian_mirror.clone());
     docker::ping()?;
-    let root = crate::build::workspace_root(&file)?;
-    let target = crate::build::target_dir(&root).unwrap_or_else(|_| std::env::temp_dir());
+    let root = crate::workspace::workspace_root(&file)?;
+    let target = crate::workspace::target_dir(&root).unwrap_or_else(|_| std::env::temp_dir());
     let steps = Steps::new(&target.join("ap-airflow").join("base.log"))?;
     steps.note(&format!(
         "ap-airflow base {image} ({} from {}; log: {})",
@@ -129,11 +129,11 @@ pub fn make(
     steps.run(&format!("docker import {minbase}"), import)?;
     drop(work);
 
-    let root = crate::build::workspace_root(file)?;
+    let root = crate::workspace::workspace_root(file)?;
     let ctx = tempfile::Builder::new()
         .prefix("ap-airflow-ctx")
         .tempdir()?;
-    crate::build::copy_dir(&root.join("images/python"), ctx.path())?;
+    crate::workspace::copy_dir(&root.join("images/python"), ctx.path())?;
     let args = vec![
         ("MINBASE_IMAGE".to_owned(), minbase),
         ("DISTRO".to_owned(), release.distro.clone()),
@@ -142,7 +142,7 @@ pub fn make(
     ];
     steps.run(
         &format!("python base {image}"),
-        crate::build::docker_build(ctx.path(), &[image.to_owned()], &args, false),
+        crate::docker::docker_build(ctx.path(), &[image.to_owned()], &args, false),
     )?;
     Ok(())
 }

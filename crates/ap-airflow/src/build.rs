@@ -6,24 +6,19 @@
 //! output goes to one log file; the terminal shows progress and, on failure, the tail.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use sha2::Digest;
 
-use crate::docker::{self, Steps};
+use crate::digest::sha256_file;
+use crate::docker::{self, docker_build, Steps};
+use crate::image::{ASTRONOMER_UID, ASTRONOMER_USER, ORG, PLATFORM_UID, RUNTIME_BINARIES};
 use crate::release::{Defaults, Flavour, Release, ReleaseFile};
+use crate::workspace::{
+    cargo, copy_dir, git, host_ca_bundle, target_dir, workspace_repository, workspace_root,
+};
 use crate::Context;
-
-/// The image's user, as in the seed.
-pub const ASTRONOMER_USER: &str = "astro";
-pub const ASTRONOMER_UID: u32 = 50000;
-/// The platform UID allowed to step down to astro (the original's `_apt`/UID 100 with gosu).
-pub const PLATFORM_UID: u32 = 100;
-pub const ORG: &str = "astronomer";
-/// The binaries of the workspace copied into the image: (cargo binary name, context path).
-pub const RUNTIME_BINARIES: [&str; 3] = ["entrypoint", "tini", "clean-airflow-logs"];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -99,69 +94,6 @@ pub fn image_names(repository: &str, release: &Release, flavour: Flavour) -> [St
     ]
 }
 
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
-}
-
-/// The workspace root: the release file's folder, absolute.
-pub fn workspace_root(file: &ReleaseFile) -> anyhow::Result<PathBuf> {
-    let root = file.root();
-    let root = if root.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        root
-    };
-    std::fs::canonicalize(root).with_context(|| format!("cannot resolve {}", root.display()))
-}
-
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
-/// Cargo's target directory for the workspace (honours CARGO_TARGET_DIR and .cargo/config).
-pub fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
-    let out = cargo()
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .current_dir(root)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run cargo metadata")?;
-    if !out.status.success() {
-        bail!("cargo metadata failed in {}", root.display());
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("cargo metadata")?;
-    v["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("cargo metadata has no target_directory")
-}
-
-/// The CA bundle pip/uv trust in the devel stage: PIP_CERT, else SSL_CERT_FILE, else none (PyPI's own chain).
-pub fn host_ca_bundle() -> anyhow::Result<Option<PathBuf>> {
-    for var in ["PIP_CERT", "SSL_CERT_FILE"] {
-        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            let p = PathBuf::from(v);
-            if !p.is_file() {
-                bail!("{var} names {}, which is not a file", p.display());
-            }
-            return Ok(Some(p));
-        }
-    }
-    Ok(None)
-}
-
-fn git(root: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(root)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    (out.status.success() && !s.is_empty()).then_some(s)
-}
-
 /// Build time (SOURCE_DATE_EPOCH when set, for reproducible labels), commit, repository and CI URLs.
 pub fn build_meta(root: &Path, lock: &Path) -> anyhow::Result<BuildMeta> {
     let now = match std::env::var("SOURCE_DATE_EPOCH")
@@ -195,35 +127,6 @@ pub fn build_meta(root: &Path, lock: &Path) -> anyhow::Result<BuildMeta> {
     })
 }
 
-/// `[workspace.package] repository` of the root Cargo.toml: the label's URL when git has no remote.
-pub fn workspace_repository(root: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
-    let v: toml::Value = toml::from_str(&text).ok()?;
-    v.get("workspace")?
-        .get("package")?
-        .get("repository")?
-        .as_str()
-        .map(str::to_owned)
-}
-
-/// Copies a folder's files (recursively) into `to`.
-pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in
-        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
-    {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .with_context(|| format!("cannot copy {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
-}
-
 /// The base image's build context: images/airflow + bin/ + constraints.txt + devel-ca.crt (empty when none).
 pub fn assemble_context(
     dir: &Path,
@@ -248,27 +151,6 @@ pub fn assemble_context(
         None => std::fs::write(dir.join("devel-ca.crt"), b"")?,
     }
     Ok(())
-}
-
-pub fn docker_build(
-    dir: &Path,
-    tags: &[String],
-    args: &[(String, String)],
-    no_cache: bool,
-) -> Command {
-    let mut cmd = docker::docker();
-    cmd.args(["build", "--network", "host", "--force-rm"]);
-    if no_cache {
-        cmd.arg("--no-cache");
-    }
-    for t in tags {
-        cmd.args(["--tag", t]);
-    }
-    for (k, v) in args {
-        cmd.arg("--build-arg").arg(format!("{k}={v}"));
-    }
-    cmd.arg(dir);
-    cmd
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {

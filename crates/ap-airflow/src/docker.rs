@@ -269,6 +269,28 @@ fn describe(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// `docker build` of a context folder with tags and build arguments (the legacy builder, host network).
+pub fn docker_build(
+    dir: &Path,
+    tags: &[String],
+    args: &[(String, String)],
+    no_cache: bool,
+) -> Command {
+    let mut cmd = docker();
+    cmd.args(["build", "--network", "host", "--force-rm"]);
+    if no_cache {
+        cmd.arg("--no-cache");
+    }
+    for t in tags {
+        cmd.args(["--tag", t]);
+    }
+    for (k, v) in args {
+        cmd.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    cmd.arg(dir);
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 pub mod base;
 pub mod build;
+pub mod digest;
 pub mod docker;
+pub mod image;
 pub mod local;
 pub mod lock;
 pub mod next_build;
@@ -15,6 +17,7 @@ pub mod registry;
 pub mod release;
 pub mod tags;
 pub mod verify;
+pub mod workspace;
 
 /// What every subcommand may need: where the release file is.
 #[derive(Debug, Clone, Default)]

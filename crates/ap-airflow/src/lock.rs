@@ -235,7 +235,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     println!(
         "{}: {pins} pins, sha256 {}",
         lock.display(),
-        crate::build::sha256_file(&lock)?
+        crate::digest::sha256_file(&lock)?
     );
     Ok(ExitCode::SUCCESS)
 }

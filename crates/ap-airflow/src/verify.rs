@@ -11,7 +11,7 @@ use std::process::{ExitCode, Stdio};
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::build::{ASTRONOMER_UID, ASTRONOMER_USER, PLATFORM_UID};
+use crate::image::{ASTRONOMER_UID, ASTRONOMER_USER, PLATFORM_UID};
 use crate::release::{Flavour, Release};
 use crate::Context;
 
@@ -348,7 +348,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         Flavour::Base
     };
-    let lock_sha = crate::build::sha256_file(&file.lock_path(&release))?;
+    let lock_sha = crate::digest::sha256_file(&file.lock_path(&release))?;
     let mut expected = expected_inspect(&release, flavour, &lock_sha);
 
     if !args.no_run {
