@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub mod base;
 pub mod build;
+pub mod compress;
 pub mod digest;
 pub mod docker;
 pub mod image;

@@ -1,12 +1,14 @@
-//! Images in the local Docker engine, turned into what a registry stores: config blob, layer blobs, manifest.
+//! Images in the local Docker engine, turned into what a registry stores: config blob, compressed layer blobs,
+//! an OCI image manifest per platform and an OCI image index over them.
 //!
-//! The image is read with `docker save` and spooled to a temporary folder while its files are hashed, so a
-//! 1.5 GB image never sits in memory and is read once.
+//! The images of a run are read with one `docker save` (shared layers come once) and each layer is compressed while
+//! it streams out of the engine (`compress`: deterministic, on every core); only the compressed layers are spooled,
+//! in a temporary folder removed at exit. The uncompressed digest of every layer is checked against the config's
+//! `diff_ids`.
 //!
-//! Layers are pushed **uncompressed** (`application/vnd.docker.image.rootfs.diff.tar`): the layer digest then *is*
-//! the config's `diff_id`, and the manifest is a pure function of the image. Gzip would be deterministic only for
-//! one compressor version; after a toolchain upgrade the same local image would get another digest and a re-publish
-//! would look like a rebuild under an existing immutable tag. The price is larger pulls; see README.
+//! Two small caches under `~/.cache/ap-airflow` make a re-publish or a tag move free of `docker save`: the config of
+//! an image by image ID (`images/`), and the compressed digest and size of a layer by its `diff_id`, filed under the
+//! compressor's fingerprint (`layers/<fingerprint>/`).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -16,60 +18,146 @@ use std::process::{Command, Stdio};
 use anyhow::{anyhow, bail, Context as _};
 use sha2::{Digest as _, Sha256};
 
-pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const CONFIG_V1: &str = "application/vnd.docker.container.image.v1+json";
-pub const LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+use crate::compress::Compression;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Blob {
     pub digest: String,
     pub size: u64,
 }
 
-/// A local image ready to push. Its manifest comes from a small cache keyed by the image ID when possible, so a
-/// re-publish or a tag move does not `docker save` gigabytes; layer files are spooled only when a blob must be sent.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One platform's image, ready to push.
+#[derive(Debug, Clone)]
 pub struct LocalImage {
     pub reference: String,
-    /// `sha256:` of the config: the engine's image ID.
+    /// `sha256:` of the config: the engine's image ID. Two images with the same ID are the same image (the config
+    /// lists the digest of every uncompressed layer), however their layers are compressed.
     pub id: String,
     pub config: Vec<u8>,
     pub config_blob: Blob,
+    pub platform: Platform,
+    /// Uncompressed layers (digest = `diff_id`).
+    pub diff_ids: Vec<Blob>,
+    /// Compressed layers, as pushed.
     pub layers: Vec<Blob>,
+    pub layer_media_type: String,
     pub manifest: Vec<u8>,
     pub digest: String,
-    spool_parent: PathBuf,
-    spooled: std::cell::RefCell<Option<Spool>>,
 }
 
-/// `docker save` output on disk: the layer files, in manifest order.
-#[derive(Debug)]
-struct Spool {
-    layer_paths: Vec<PathBuf>,
-    _dir: tempfile::TempDir,
+/// What one tag points at: an OCI image index over one manifest per platform (one today: linux/amd64).
+#[derive(Debug, Clone)]
+pub struct IndexedImage {
+    pub images: Vec<LocalImage>,
+    pub index: Vec<u8>,
+    pub digest: String,
 }
 
-/// The registry manifest of an image: compact JSON, fixed field order, so the same image always yields the same bytes.
-pub fn build_manifest(config: &Blob, layers: &[Blob]) -> Vec<u8> {
+impl IndexedImage {
+    pub fn new(mut images: Vec<LocalImage>) -> IndexedImage {
+        images.sort_by(|a, b| a.platform.cmp(&b.platform));
+        let index = build_index(
+            &images
+                .iter()
+                .map(|i| {
+                    (
+                        Blob {
+                            digest: i.digest.clone(),
+                            size: i.manifest.len() as u64,
+                        },
+                        i.platform.clone(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        IndexedImage {
+            digest: format!("sha256:{}", sha256_hex(&index)),
+            index,
+            images,
+        }
+    }
+
+    /// The image IDs, sorted: what "same image" means for the immutable-tag rule.
+    pub fn identity(&self) -> String {
+        let mut ids: Vec<&str> = self.images.iter().map(|i| i.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.join(",")
+    }
+}
+
+/// An OCI image manifest: compact JSON, fixed field order, so the same image always yields the same bytes.
+pub fn build_manifest(config: &Blob, layers: &[Blob], layer_media_type: &str) -> Vec<u8> {
     // Written by hand: serde_json sorts map keys unless preserve_order is on, and the field order is fixed here.
     let mut out = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST_V2}","config":{},"layers":["#,
-        descriptor_json(CONFIG_V1, config)
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":["#,
+        descriptor_json(OCI_CONFIG, config)
     );
     for (i, l) in layers.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&descriptor_json(LAYER_TAR, l));
+        out.push_str(&descriptor_json(layer_media_type, l));
     }
     out.push_str("]}");
     out.into_bytes()
 }
 
-fn descriptor_json(media_type: &str, b: &Blob) -> String {
+/// An OCI image index over per-platform manifests, in the order given.
+pub fn build_index(manifests: &[(Blob, Platform)]) -> Vec<u8> {
+    let mut out = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":["#);
+    for (i, (m, p)) in manifests.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let d = descriptor_json(OCI_MANIFEST, m);
+        let variant = p
+            .variant
+            .as_ref()
+            .map(|v| format!(r#","variant":"{}""#, json_str(v)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            r#"{},"platform":{{"architecture":"{}","os":"{}"{variant}}}}}"#,
+            &d[..d.len() - 1],
+            json_str(&p.architecture),
+            json_str(&p.os)
+        ));
+    }
+    out.push_str("]}");
+    out.into_bytes()
+}
+
+fn json_str(s: &str) -> String {
+    let q = serde_json::to_string(s).expect("a string serialises");
+    q[1..q.len() - 1].to_owned()
+}
+
+pub fn descriptor_json(media_type: &str, b: &Blob) -> String {
     format!(
-        r#"{{"mediaType":"{media_type}","size":{},"digest":"{}"}}"#,
-        b.size, b.digest
+        r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
+        b.digest, b.size
     )
 }
 
@@ -87,6 +175,12 @@ struct SaveManifest {
 #[derive(serde::Deserialize)]
 struct ImageConfig {
     rootfs: RootFs,
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -113,13 +207,13 @@ fn image_id(reference: &str) -> anyhow::Result<Option<String>> {
     )
 }
 
-/// `$XDG_CACHE_HOME/ap-airflow/images`, else `~/.cache/ap-airflow/images`.
-fn cache_dir() -> Option<PathBuf> {
+/// `$XDG_CACHE_HOME/ap-airflow`, else `~/.cache/ap-airflow`.
+fn cache_root() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
-    Some(base.join("ap-airflow/images"))
+    Some(base.join("ap-airflow"))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -127,33 +221,169 @@ struct CacheEntry {
     layers: Vec<(String, u64)>,
 }
 
-impl LocalImage {
-    /// Reads `reference` from the engine. Layer files are spooled under `spool_parent` when first needed.
-    pub fn load(reference: &str, spool_parent: &Path) -> anyhow::Result<LocalImage> {
-        let id = image_id(reference)?.ok_or_else(|| {
-            anyhow!("local image {reference} not found in the Docker engine (build it first, or pass --source-repository)")
-        })?;
-        if let Some(image) = Self::from_cache(reference, &id, spool_parent) {
-            return Ok(image);
+/// Config bytes and uncompressed layers of an image ID, from the cache (re-hashed against the ID).
+fn cached_config(id: &str) -> Option<(Vec<u8>, Vec<Blob>)> {
+    let dir = cache_root()?.join("images");
+    let hex = id.strip_prefix("sha256:")?;
+    let config = std::fs::read(dir.join(format!("{hex}.config"))).ok()?;
+    if format!("sha256:{}", sha256_hex(&config)) != id {
+        return None;
+    }
+    let entry: CacheEntry =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{hex}.layers"))).ok()?).ok()?;
+    let layers = entry
+        .layers
+        .into_iter()
+        .map(|(digest, size)| Blob { digest, size })
+        .collect();
+    Some((config, layers))
+}
+
+/// Best effort: without a cache the next run saves the image again, nothing worse.
+fn store_config(id: &str, config: &[u8], diff_ids: &[Blob]) {
+    let Some(dir) = cache_root().map(|r| r.join("images")) else {
+        return;
+    };
+    let hex = id.trim_start_matches("sha256:");
+    let entry = CacheEntry {
+        layers: diff_ids
+            .iter()
+            .map(|b| (b.digest.clone(), b.size))
+            .collect(),
+    };
+    let _ = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(dir.join(format!("{hex}.config")), config))
+        .and_then(|_| {
+            std::fs::write(
+                dir.join(format!("{hex}.layers")),
+                serde_json::to_vec(&entry).unwrap_or_default(),
+            )
+        });
+}
+
+fn layer_cache_path(fingerprint: &str, diff_id: &str) -> Option<PathBuf> {
+    let hex = diff_id.strip_prefix("sha256:")?;
+    Some(cache_root()?.join("layers").join(fingerprint).join(hex))
+}
+
+fn cached_layer(fingerprint: &str, diff_id: &str) -> Option<Blob> {
+    let text = std::fs::read_to_string(layer_cache_path(fingerprint, diff_id)?).ok()?;
+    let (digest, size) = text.trim().split_once(' ')?;
+    Some(Blob {
+        digest: digest.to_owned(),
+        size: size.parse().ok()?,
+    })
+}
+
+fn store_layer(fingerprint: &str, diff_id: &str, blob: &Blob) {
+    let Some(path) = layer_cache_path(fingerprint, diff_id) else {
+        return;
+    };
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::write(path, format!("{} {}\n", blob.digest, blob.size));
+}
+
+/// The engine's images of one run and their compressed layers, spooled on first need.
+pub struct Source {
+    references: Vec<String>,
+    spool_parent: PathBuf,
+    pub compression: Compression,
+    fingerprint: String,
+    spool: std::cell::RefCell<Option<Spool>>,
+}
+
+/// Compressed layers on disk, by compressed digest.
+struct Spool {
+    files: HashMap<String, PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+/// What one `docker save` gave: per reference its config and uncompressed layers; per diff_id the compressed blob.
+struct Saved {
+    images: Vec<(Vec<u8>, Vec<Blob>)>,
+    compressed: HashMap<String, Blob>,
+    spool: Spool,
+}
+
+impl Source {
+    /// Reads `references` from the engine (one platform image each), with one `docker save` at most.
+    pub fn load(
+        references: &[String],
+        spool_parent: &Path,
+        compression: Compression,
+    ) -> anyhow::Result<(Source, Vec<LocalImage>)> {
+        let fingerprint = compression.fingerprint();
+        let mut ids = Vec::new();
+        for r in references {
+            ids.push(image_id(r)?.ok_or_else(|| {
+                anyhow!("local image {r} not found in the Docker engine (build it first, or pass --source-repository)")
+            })?);
         }
-        let (config, layers, spool) = save(reference, spool_parent)?;
-        let image = Self::assemble(reference, config, layers, spool_parent, Some(spool))?;
-        if image.id != id {
-            bail!(
-                "{reference} changed while it was read (image ID {id}, saved {})",
-                image.id
-            );
+        let source = Source {
+            references: references.to_vec(),
+            spool_parent: spool_parent.to_owned(),
+            compression,
+            fingerprint,
+            spool: std::cell::RefCell::new(None),
+        };
+        let cached: Option<Vec<_>> = ids
+            .iter()
+            .map(|id| {
+                let (config, diff_ids) = cached_config(id)?;
+                let layers: Option<Vec<Blob>> = diff_ids
+                    .iter()
+                    .map(|d| cached_layer(&source.fingerprint, &d.digest))
+                    .collect();
+                Some((config, diff_ids, layers?))
+            })
+            .collect();
+        let parts = match cached {
+            Some(parts) => parts,
+            None => {
+                let saved = source.save()?;
+                // manifest.json need not follow the order of the references: match on image IDs.
+                let mut parts = Vec::new();
+                for (reference, id) in references.iter().zip(&ids) {
+                    let (config, diff_ids) = saved
+                        .images
+                        .iter()
+                        .find(|(c, _)| format!("sha256:{}", sha256_hex(c)) == *id)
+                        .ok_or_else(|| {
+                            anyhow!("{reference} changed while it was read (image ID {id} is not in docker save output)")
+                        })?;
+                    let layers = diff_ids
+                        .iter()
+                        .map(|d| saved.compressed[&d.digest].clone())
+                        .collect();
+                    parts.push((config.clone(), diff_ids.clone(), layers));
+                }
+                *source.spool.borrow_mut() = Some(saved.spool);
+                parts
+            }
+        };
+        let mut images = Vec::new();
+        for ((reference, id), (config, diff_ids, layers)) in references.iter().zip(&ids).zip(parts)
+        {
+            let image = source.assemble(reference, config, diff_ids, layers)?;
+            if image.id != *id {
+                bail!(
+                    "{reference} changed while it was read (image ID {id}, saved {})",
+                    image.id
+                );
+            }
+            images.push(image);
         }
-        image.store_cache();
-        Ok(image)
+        Ok((source, images))
     }
 
     fn assemble(
+        &self,
         reference: &str,
         config: Vec<u8>,
+        diff_ids: Vec<Blob>,
         layers: Vec<Blob>,
-        spool_parent: &Path,
-        spool: Option<Spool>,
     ) -> anyhow::Result<LocalImage> {
         let config_blob = Blob {
             digest: format!("sha256:{}", sha256_hex(&config)),
@@ -161,156 +391,185 @@ impl LocalImage {
         };
         let parsed: ImageConfig =
             serde_json::from_slice(&config).context("malformed image config")?;
-        let diff_ids = parsed.rootfs.diff_ids;
-        if diff_ids.len() != layers.len()
-            || diff_ids.iter().zip(&layers).any(|(d, l)| *d != l.digest)
-        {
+        let want = parsed.rootfs.diff_ids;
+        if want.len() != diff_ids.len() || want.iter().zip(&diff_ids).any(|(d, l)| *d != l.digest) {
             bail!("the layers of {reference} do not match the diff_ids of its config");
         }
-        let manifest = build_manifest(&config_blob, &layers);
+        let media_type = self.compression.media_type();
+        let manifest = build_manifest(&config_blob, &layers, media_type);
         Ok(LocalImage {
             reference: reference.to_owned(),
             id: config_blob.digest.clone(),
             digest: format!("sha256:{}", sha256_hex(&manifest)),
+            platform: Platform {
+                os: if parsed.os.is_empty() {
+                    "linux".into()
+                } else {
+                    parsed.os
+                },
+                architecture: if parsed.architecture.is_empty() {
+                    "amd64".into()
+                } else {
+                    parsed.architecture
+                },
+                variant: parsed.variant.filter(|v| !v.is_empty()),
+            },
             config,
             config_blob,
+            diff_ids,
             layers,
+            layer_media_type: media_type.to_owned(),
             manifest,
-            spool_parent: spool_parent.to_owned(),
-            spooled: std::cell::RefCell::new(spool),
         })
     }
 
-    /// The image ID is the config's digest and the config lists every layer's diff_id, which is the uncompressed
-    /// layer's digest: config bytes + layer sizes fully determine the manifest. Checked again on load.
-    fn from_cache(reference: &str, id: &str, spool_parent: &Path) -> Option<LocalImage> {
-        let dir = cache_dir()?;
-        let hex = id.strip_prefix("sha256:")?;
-        let config = std::fs::read(dir.join(format!("{hex}.config"))).ok()?;
-        if format!("sha256:{}", sha256_hex(&config)) != id {
-            return None;
+    /// Opens a compressed layer for upload, running `docker save` first if the layers are not spooled.
+    pub fn open_blob(&self, digest: &str) -> anyhow::Result<std::fs::File> {
+        let mut spool = self.spool.borrow_mut();
+        if spool.as_ref().is_none_or(|s| !s.files.contains_key(digest)) {
+            let saved = self.save()?;
+            *spool = Some(saved.spool);
         }
-        let entry: CacheEntry =
-            serde_json::from_slice(&std::fs::read(dir.join(format!("{hex}.layers"))).ok()?).ok()?;
-        let layers = entry
-            .layers
-            .into_iter()
-            .map(|(digest, size)| Blob { digest, size })
-            .collect();
-        Self::assemble(reference, config, layers, spool_parent, None).ok()
-    }
-
-    /// Best effort: without a cache the next run saves the image again, nothing worse.
-    fn store_cache(&self) {
-        let Some(dir) = cache_dir() else { return };
-        let hex = self.id.trim_start_matches("sha256:");
-        let entry = CacheEntry {
-            layers: self
-                .layers
-                .iter()
-                .map(|b| (b.digest.clone(), b.size))
-                .collect(),
-        };
-        let _ = std::fs::create_dir_all(&dir)
-            .and_then(|_| std::fs::write(dir.join(format!("{hex}.config")), &self.config))
-            .and_then(|_| {
-                std::fs::write(
-                    dir.join(format!("{hex}.layers")),
-                    serde_json::to_vec(&entry).unwrap_or_default(),
-                )
-            });
-    }
-
-    /// Opens layer `index` for upload, running `docker save` first if the layers are not spooled yet.
-    pub fn open_layer(&self, index: usize) -> anyhow::Result<std::fs::File> {
-        let mut spooled = self.spooled.borrow_mut();
-        if spooled.is_none() {
-            let (config, layers, spool) = save(&self.reference, &self.spool_parent)?;
-            if config != self.config || layers != self.layers {
-                bail!(
-                    "{} changed since it was read; run publish again",
-                    self.reference
-                );
-            }
-            *spooled = Some(spool);
-        }
-        let path = &spooled.as_ref().expect("spooled above").layer_paths[index];
+        let path = spool
+            .as_ref()
+            .and_then(|s| s.files.get(digest))
+            .ok_or_else(|| {
+                anyhow!("layer {digest} is not in the images read again from the engine (were they rebuilt? run publish again)")
+            })?;
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))
+    }
+
+    /// `docker save` of every reference, each layer compressed as it streams; caches what it learns.
+    fn save(&self) -> anyhow::Result<Saved> {
+        let saved = save_and_compress(&self.references, &self.spool_parent, self.compression)?;
+        for (config, diff_ids) in &saved.images {
+            let id = format!("sha256:{}", sha256_hex(config));
+            store_config(&id, config, diff_ids);
+        }
+        for (diff_id, blob) in &saved.compressed {
+            store_layer(&self.fingerprint, diff_id, blob);
+        }
+        Ok(saved)
     }
 }
 
-/// `docker save`, spooled and hashed: the config bytes, the layer blobs, and their files.
-fn save(reference: &str, spool_parent: &Path) -> anyhow::Result<(Vec<u8>, Vec<Blob>, Spool)> {
+/// Files at most this big are kept in memory while the save streams (configs, manifests, small layers); bigger
+/// ones are layers and are compressed on the fly.
+const IN_MEMORY: u64 = 4 << 20;
+
+enum Entry {
+    Small(Vec<u8>),
+    /// A compressed layer in the spool: its uncompressed and compressed blobs.
+    Layer(Blob, Blob, PathBuf),
+    Link(String),
+}
+
+fn save_and_compress(
+    references: &[String],
+    spool_parent: &Path,
+    compression: Compression,
+) -> anyhow::Result<Saved> {
     let dir = tempfile::Builder::new()
         .prefix("ap-airflow-publish-")
         .tempdir_in(spool_parent)
         .with_context(|| format!("cannot make a spool folder in {}", spool_parent.display()))?;
     let mut child = Command::new("docker")
-        .args(["save", reference])
+        .arg("save")
+        .args(references)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run docker save")?;
     let stdout = child.stdout.take().expect("piped");
-    let spooled = spool_tar(stdout, dir.path());
+    let read = read_save(stdout, dir.path(), compression);
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
-            "docker save {reference} failed: {}",
+            "docker save {} failed: {}",
+            references.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let files =
-        spooled.with_context(|| format!("cannot read docker save output of {reference}"))?;
-    let text = std::fs::read(dir.path().join("manifest.json"))
-        .context("docker save output has no manifest.json")?;
-    let mut saved: Vec<SaveManifest> =
+    let entries = read.context("cannot read docker save output")?;
+    let mut spool = Spool {
+        files: HashMap::new(),
+        _dir: dir,
+    };
+    let text = match resolve(&entries, "manifest.json")? {
+        (_, Entry::Small(b)) => b.clone(),
+        _ => bail!("docker save output has a malformed manifest.json"),
+    };
+    let saved: Vec<SaveManifest> =
         serde_json::from_slice(&text).context("malformed manifest.json from docker save")?;
-    if saved.len() != 1 {
+    if saved.len() != references.len() {
         bail!(
-            "docker save of {reference} holds {} images, expected 1",
-            saved.len()
+            "docker save of {} holds {} images, expected {}",
+            references.join(" "),
+            saved.len(),
+            references.len()
         );
     }
-    let saved = saved.remove(0);
-    let (config_path, _) = resolve(&files, &saved.config)?;
-    let config = std::fs::read(dir.path().join(&config_path))?;
-    let mut layers = Vec::new();
-    let mut layer_paths = Vec::new();
-    for layer in &saved.layers {
-        let (path, f) = resolve(&files, layer)?;
-        let Spooled::File { sha256, size } = f else {
-            unreachable!("resolve follows links")
+    let mut images = Vec::new();
+    let mut compressed = HashMap::new();
+    // Small layers are compressed here, once each even when several images share them.
+    let mut small_done: HashMap<String, (Blob, Blob, PathBuf)> = HashMap::new();
+    for image in &saved {
+        let config = match resolve(&entries, &image.config)? {
+            (_, Entry::Small(b)) => b.clone(),
+            _ => bail!(
+                "docker save output: config {} is not a small file",
+                image.config
+            ),
         };
-        layers.push(Blob {
-            digest: format!("sha256:{sha256}"),
-            size: *size,
-        });
-        layer_paths.push(dir.path().join(path));
+        let mut diff_ids = Vec::new();
+        for layer in &image.layers {
+            let (path, entry) = resolve(&entries, layer)?;
+            let (plain, packed, file) = match entry {
+                Entry::Layer(plain, packed, file) => (plain.clone(), packed.clone(), file.clone()),
+                Entry::Small(_) if small_done.contains_key(&path) => small_done[&path].clone(),
+                Entry::Small(bytes) => {
+                    let file = spool
+                        ._dir
+                        .path()
+                        .join(format!("small-{}", small_done.len()));
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
+                    let c = crate::compress::compress(
+                        compression,
+                        &bytes[..],
+                        bytes.len() as u64,
+                        &mut f,
+                        0,
+                    )?;
+                    f.flush()?;
+                    let done = (c.uncompressed, c.compressed, file);
+                    small_done.insert(path.clone(), done.clone());
+                    done
+                }
+                Entry::Link(_) => unreachable!("resolve follows links"),
+            };
+            spool.files.insert(packed.digest.clone(), file);
+            compressed.insert(plain.digest.clone(), packed);
+            diff_ids.push(plain);
+        }
+        images.push((config, diff_ids));
     }
-    Ok((
-        config,
-        layers,
-        Spool {
-            layer_paths,
-            _dir: dir,
-        },
-    ))
+    Ok(Saved {
+        images,
+        compressed,
+        spool,
+    })
 }
 
-/// A spooled file: its sha256 and size, or a symlink to another entry.
-#[derive(Debug, Clone)]
-enum Spooled {
-    File { sha256: String, size: u64 },
-    Link(String),
-}
-
-fn spool_tar(stream: impl Read, dir: &Path) -> anyhow::Result<HashMap<String, Spooled>> {
+/// Reads a `docker save` stream: small files into memory, big ones compressed into `dir`.
+fn read_save(
+    stream: impl Read,
+    dir: &Path,
+    compression: Compression,
+) -> anyhow::Result<HashMap<String, Entry>> {
     let mut archive = tar::Archive::new(stream);
     let mut files = HashMap::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for entry in archive.entries()? {
+    for (n, entry) in archive.entries()?.enumerate() {
         let mut entry = entry?;
         let path = entry
             .path()?
@@ -322,30 +581,20 @@ fn spool_tar(stream: impl Read, dir: &Path) -> anyhow::Result<HashMap<String, Sp
         }
         match entry.header().entry_type() {
             tar::EntryType::Regular => {
-                let dest = dir.join(&path);
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent)?;
+                let size = entry.header().size()?;
+                if size <= IN_MEMORY {
+                    let mut bytes = Vec::with_capacity(size as usize);
+                    entry.read_to_end(&mut bytes)?;
+                    files.insert(path, Entry::Small(bytes));
+                } else {
+                    let file = dir.join(format!("layer-{n}"));
+                    let mut f =
+                        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file)?);
+                    let c = crate::compress::compress(compression, &mut entry, size, &mut f, 0)
+                        .with_context(|| format!("compressing {path}"))?;
+                    f.flush()?;
+                    files.insert(path, Entry::Layer(c.uncompressed, c.compressed, file));
                 }
-                let mut f = std::io::BufWriter::new(std::fs::File::create(&dest)?);
-                let mut h = Sha256::new();
-                let mut size = 0u64;
-                loop {
-                    let n = entry.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                    f.write_all(&buf[..n])?;
-                    size += n as u64;
-                }
-                f.flush()?;
-                files.insert(
-                    path,
-                    Spooled::File {
-                        sha256: hex::encode(h.finalize()),
-                        size,
-                    },
-                );
             }
             tar::EntryType::Symlink => {
                 // docker save links a layer that appears twice to its first copy.
@@ -356,7 +605,7 @@ fn spool_tar(stream: impl Read, dir: &Path) -> anyhow::Result<HashMap<String, Sp
                     .into_owned();
                 let base = Path::new(&path).parent().unwrap_or(Path::new(""));
                 let resolved = normalize(&base.join(target));
-                files.insert(path, Spooled::Link(resolved));
+                files.insert(path, Entry::Link(resolved));
             }
             _ => {}
         }
@@ -379,13 +628,13 @@ fn normalize(p: &Path) -> String {
 }
 
 fn resolve<'a>(
-    files: &'a HashMap<String, Spooled>,
+    files: &'a HashMap<String, Entry>,
     path: &str,
-) -> anyhow::Result<(String, &'a Spooled)> {
+) -> anyhow::Result<(String, &'a Entry)> {
     let mut p = path.to_owned();
     for _ in 0..16 {
         match files.get(&p) {
-            Some(Spooled::Link(t)) => p = t.clone(),
+            Some(Entry::Link(t)) => p = t.clone(),
             Some(f) => return Ok((p, f)),
             None => bail!("docker save output lacks {p}"),
         }
@@ -404,23 +653,58 @@ mod tests {
         }
     }
 
-    #[test]
-    fn manifest_is_deterministic_and_valid_json() {
-        let a = build_manifest(&blob(1, 10), &[blob(2, 20), blob(3, 30)]);
-        let b = build_manifest(&blob(1, 10), &[blob(2, 20), blob(3, 30)]);
-        assert_eq!(a, b);
-        let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
-        assert_eq!(v["schemaVersion"], 2);
-        assert_eq!(v["mediaType"], MANIFEST_V2);
-        assert_eq!(v["config"]["size"], 10);
-        assert_eq!(v["layers"][1]["digest"], blob(3, 30).digest);
-        assert_eq!(v["layers"][0]["mediaType"], LAYER_TAR);
-        // Layer order is part of the image.
-        assert_ne!(a, build_manifest(&blob(1, 10), &[blob(3, 30), blob(2, 20)]));
+    fn amd64() -> Platform {
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
     }
 
     #[test]
-    fn spooling_hashes_files_and_follows_links() {
+    fn manifest_is_deterministic_and_valid_json() {
+        let gz = crate::compress::GZIP_LAYER;
+        let a = build_manifest(&blob(1, 10), &[blob(2, 20), blob(3, 30)], gz);
+        let b = build_manifest(&blob(1, 10), &[blob(2, 20), blob(3, 30)], gz);
+        assert_eq!(a, b);
+        let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(v["schemaVersion"], 2);
+        assert_eq!(v["mediaType"], OCI_MANIFEST);
+        assert_eq!(v["config"]["mediaType"], OCI_CONFIG);
+        assert_eq!(v["config"]["size"], 10);
+        assert_eq!(v["layers"][1]["digest"], blob(3, 30).digest);
+        assert_eq!(v["layers"][0]["mediaType"], gz);
+        // Layer order is part of the image.
+        assert_ne!(
+            a,
+            build_manifest(&blob(1, 10), &[blob(3, 30), blob(2, 20)], gz)
+        );
+    }
+
+    #[test]
+    fn index_lists_every_platform() {
+        let arm = Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: Some("v8".into()),
+        };
+        let i = build_index(&[(blob(1, 100), amd64()), (blob(2, 200), arm)]);
+        let v: serde_json::Value = serde_json::from_slice(&i).unwrap();
+        assert_eq!(v["mediaType"], OCI_INDEX);
+        assert_eq!(v["manifests"][0]["mediaType"], OCI_MANIFEST);
+        assert_eq!(v["manifests"][0]["platform"]["architecture"], "amd64");
+        assert_eq!(v["manifests"][0]["platform"]["os"], "linux");
+        assert!(v["manifests"][0]["platform"].get("variant").is_none());
+        assert_eq!(v["manifests"][1]["platform"]["variant"], "v8");
+        assert_eq!(v["manifests"][1]["size"], 200);
+        assert_eq!(v["manifests"][1]["digest"], blob(2, 200).digest);
+    }
+
+    #[test]
+    fn reading_a_save_compresses_big_files_and_follows_links() {
+        let big: Vec<u8> = (0..(IN_MEMORY + 10) as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let mut data = Vec::new();
         {
             let mut b = tar::Builder::new(&mut data);
@@ -428,6 +712,10 @@ mod tests {
             h.set_size(3);
             h.set_entry_type(tar::EntryType::Regular);
             b.append_data(&mut h, "aa/layer.tar", &b"abc"[..]).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(big.len() as u64);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, "cc/layer.tar", &big[..]).unwrap();
             let mut l = tar::Header::new_gnu();
             l.set_entry_type(tar::EntryType::Symlink);
             l.set_size(0);
@@ -436,19 +724,18 @@ mod tests {
             b.finish().unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
-        let files = spool_tar(&data[..], dir.path()).unwrap();
+        let files = read_save(&data[..], dir.path(), Compression::Gzip).unwrap();
         let (p, f) = resolve(&files, "bb/layer.tar").unwrap();
         assert_eq!(p, "aa/layer.tar");
-        match f {
-            Spooled::File { sha256, size } => {
-                assert_eq!(*size, 3);
-                assert_eq!(sha256, &sha256_hex(b"abc"));
-            }
-            Spooled::Link(_) => panic!("not resolved"),
-        }
-        assert_eq!(
-            std::fs::read(dir.path().join("aa/layer.tar")).unwrap(),
-            b"abc"
-        );
+        assert!(matches!(f, Entry::Small(b) if b == b"abc"));
+        let (_, f) = resolve(&files, "cc/layer.tar").unwrap();
+        let Entry::Layer(plain, packed, path) = f else {
+            panic!("big file not compressed")
+        };
+        assert_eq!(plain.digest, format!("sha256:{}", sha256_hex(&big)));
+        let gz = std::fs::read(path).unwrap();
+        assert_eq!(packed.digest, format!("sha256:{}", sha256_hex(&gz)));
+        assert_eq!(packed.size, gz.len() as u64);
+        assert!(packed.size < plain.size / 4);
     }
 }

@@ -7,8 +7,14 @@
 //!   interrupted publish (immutable tag already ours, floating tag elsewhere, and ours the newest build of the line
 //!   in that repository); never while a higher build of the line is in the repository;
 //! * `--dev`: immutable and CI tags only, no floating tag is ever touched;
-//! * order per flavour: blobs, immutable manifest, CI tag, floating tag — a failure leaves at worst an immutable
-//!   tag without its floating move, which the completion rule finishes on retry.
+//! * order per flavour: blobs, per-platform manifests (by digest), the image index under the immutable tag, CI tag,
+//!   floating tag — a failure leaves at worst an immutable tag without its floating move, which the completion rule
+//!   finishes on retry.
+//!
+//! "Same image" is decided on image IDs (config digests), not on manifest digests: the config lists the digest of
+//! every uncompressed layer, so a tag whose manifests name the same configs holds the same image however its layers
+//! were compressed (an older uncompressed publish, another compressor build). Such a tag is never refused nor
+//! rewritten, and the CI and floating tags of a flavour receive the exact bytes its immutable tag holds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,8 +23,9 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use crate::local::{Blob, LocalImage};
-use crate::registry::client::{Client, Mount, Options};
+use crate::compress::Compression;
+use crate::local::{Blob, IndexedImage, Source};
+use crate::registry::client::{Client, Manifest, Mount, Options};
 use crate::registry::{builds_in, RegistryArgs, Repository};
 use crate::release::{Flavour, Release};
 use crate::Context;
@@ -45,9 +52,12 @@ pub struct Args {
     /// Local repository the images are read from (default: the release file's `repository`).
     #[arg(long, visible_alias = "from", value_name = "REPO")]
     pub source_repository: Option<String>,
-    /// Folder for spooling `docker save` output (default: the system temp folder).
+    /// Folder for the compressed layers while they are uploaded (default: the system temp folder).
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: Compression,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -66,7 +76,8 @@ pub enum TagKind {
 #[derive(Debug, Clone)]
 pub struct Want {
     pub flavour: Flavour,
-    pub digest: String,
+    /// The image IDs of the flavour's platforms (`IndexedImage::identity`): what the registry's tags are compared on.
+    pub identity: String,
     pub build: u32,
     /// `<airflow>` and `<distro><suffix>`: a tag `<airflow>-<N>-<distro><suffix>` is build N of this line.
     pub airflow: String,
@@ -76,7 +87,7 @@ pub struct Want {
     pub ci: Option<String>,
 }
 
-/// What a repository holds for one flavour.
+/// What a repository holds for one flavour: per tag, the identity (image IDs) of what it points at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Have {
     pub immutable: Option<String>,
@@ -112,7 +123,7 @@ pub struct Step {
     pub flavour: Flavour,
     pub kind: TagKind,
     pub tag: String,
-    pub digest: String,
+    pub identity: String,
     pub action: Action,
 }
 
@@ -124,7 +135,7 @@ pub fn plan(wants: &[Want], haves: &[Have], policy: Policy) -> Vec<Step> {
             flavour: w.flavour,
             kind,
             tag: tag.to_owned(),
-            digest: w.digest.clone(),
+            identity: w.identity.clone(),
             action,
         };
         let newly = h.immutable.is_none();
@@ -133,10 +144,12 @@ pub fn plan(wants: &[Want], haves: &[Have], policy: Policy) -> Vec<Step> {
             &w.immutable,
             match &h.immutable {
                 None => Action::Publish,
-                Some(d) if *d == w.digest => Action::Skip("already published with this digest".into()),
+                Some(d) if *d == w.identity => {
+                    Action::Skip("already published with this image ID".into())
+                }
                 Some(d) => Action::Refuse(format!(
-                    "{} already holds {d}, the local image is {} (a rebuild needs a new build number)",
-                    w.immutable, w.digest
+                    "{} already holds image {d}, the local image is {} (a rebuild needs a new build number)",
+                    w.immutable, w.identity
                 )),
             },
         ));
@@ -149,7 +162,7 @@ pub fn plan(wants: &[Want], haves: &[Have], policy: Policy) -> Vec<Step> {
                         from: None,
                         why: "CI build".into(),
                     },
-                    Some(d) if *d == w.digest => Action::Skip("already points here".into()),
+                    Some(d) if *d == w.identity => Action::Skip("already points here".into()),
                     Some(d) => {
                         Action::Refuse(format!("CI tag {ci} already holds another image ({d})"))
                     }
@@ -166,7 +179,7 @@ pub fn plan(wants: &[Want], haves: &[Have], policy: Policy) -> Vec<Step> {
             Action::Skip(format!(
                 "build {n} of this line is newer; floating tags never move back"
             ))
-        } else if h.floating.as_deref() == Some(&w.digest) {
+        } else if h.floating.as_deref() == Some(&w.identity) {
             Action::Skip("already points here".into())
         } else if newly {
             mv("new build")
@@ -212,15 +225,145 @@ struct Row {
     action: String,
 }
 
+/// What a tag is made to point at: the top manifest (an index, or a single manifest for images published before
+/// indexes) and the per-platform manifests it names, with every blob they reference.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub top: Manifest,
+    pub children: Vec<Manifest>,
+    /// Config and layer blobs of every platform.
+    pub blobs: Vec<Blob>,
+}
+
+impl Bundle {
+    pub fn local(image: &IndexedImage) -> Bundle {
+        let mut blobs = Vec::new();
+        for i in &image.images {
+            for b in i.layers.iter().chain([&i.config_blob]) {
+                if !blobs.contains(b) {
+                    blobs.push(b.clone());
+                }
+            }
+        }
+        Bundle {
+            top: Manifest {
+                bytes: image.index.clone(),
+                media_type: crate::local::OCI_INDEX.into(),
+                digest: image.digest.clone(),
+            },
+            children: image
+                .images
+                .iter()
+                .map(|i| Manifest {
+                    bytes: i.manifest.clone(),
+                    media_type: crate::local::OCI_MANIFEST.into(),
+                    digest: i.digest.clone(),
+                })
+                .collect(),
+            blobs,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Descriptor {
+    digest: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    platform: Option<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestJson {
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+fn is_index(m: &Manifest) -> bool {
+    m.media_type.contains("index") || m.media_type.contains("manifest.list")
+}
+
+/// Reads what a tag points at, with its per-platform manifests: its identity (sorted image IDs) and its bundle.
+pub fn read_remote(
+    client: &mut Client,
+    repo: &str,
+    top: Manifest,
+) -> anyhow::Result<(String, Bundle)> {
+    let parsed = |m: &Manifest| -> anyhow::Result<ManifestJson> {
+        serde_json::from_slice(&m.bytes)
+            .map_err(|e| anyhow::anyhow!("malformed manifest {} in {repo}: {e}", m.digest))
+    };
+    let mut children = Vec::new();
+    let mut ids = Vec::new();
+    let mut blobs = Vec::new();
+    let mut add_blobs = |m: &ManifestJson, ids: &mut Vec<String>| {
+        if let Some(c) = &m.config {
+            ids.push(c.digest.clone());
+        }
+        for d in m.config.iter().chain(&m.layers) {
+            let b = Blob {
+                digest: d.digest.clone(),
+                size: d.size,
+            };
+            if !blobs.contains(&b) {
+                blobs.push(b);
+            }
+        }
+    };
+    if is_index(&top) {
+        for d in parsed(&top)?.manifests {
+            let child = client.get_manifest(repo, &d.digest)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{repo}: index {} names a missing manifest {}",
+                    top.digest,
+                    d.digest
+                )
+            })?;
+            let attestation = d
+                .platform
+                .as_ref()
+                .and_then(|p| p.get("os"))
+                .and_then(|o| o.as_str())
+                == Some("unknown");
+            let mut child_ids = Vec::new();
+            add_blobs(&parsed(&child)?, &mut child_ids);
+            if !attestation {
+                ids.extend(child_ids);
+            }
+            children.push(child);
+        }
+    } else {
+        add_blobs(&parsed(&top)?, &mut ids);
+    }
+    ids.sort();
+    Ok((
+        ids.join(","),
+        Bundle {
+            top,
+            children,
+            blobs,
+        },
+    ))
+}
+
 struct Run<'a> {
     dry_run: bool,
     opts: crate::registry::Options,
     clients: HashMap<String, Client>,
     /// Per registry: blob digest → a repository that holds it (seen or pushed this run), for cross-repo mounts.
     known: HashMap<String, HashMap<String, String>>,
+    /// Per registry and identity: a bundle some repository of that registry holds (seen or written this run). A new
+    /// repository of the same registry gets the very same manifests, its blobs mounted.
+    held: HashMap<(String, String), Bundle>,
     rows: Vec<Row>,
     problems: Vec<String>,
-    images: &'a BTreeMap<Flavour, LocalImage>,
+    images: &'a BTreeMap<Flavour, IndexedImage>,
+    source: &'a Source,
 }
 
 fn human(bytes: u64) -> String {
@@ -276,44 +419,53 @@ impl Run<'_> {
         say(&format!("==> {repo} ({})", client.base_url()));
         let tags = client.list_tags(&repo.name)?;
         let mut haves = Vec::new();
+        // Per flavour: what its immutable tag holds now, when it does.
+        let mut remote_immutable: Vec<Option<Bundle>> = Vec::new();
         for w in wants {
             let has = |t: &str| tags.iter().any(|x| x == t);
-            let digest_of = |client: &mut Client, t: &str| -> anyhow::Result<Option<String>> {
-                if has(t) {
-                    client.manifest_digest(&repo.name, t)
-                } else {
-                    Ok(None)
+            let read = |client: &mut Client, t: &str| -> anyhow::Result<Option<(String, Bundle)>> {
+                if !has(t) {
+                    return Ok(None);
+                }
+                match client.get_manifest(&repo.name, t)? {
+                    Some(m) => Ok(Some(read_remote(client, &repo.name, m)?)),
+                    None => Ok(None),
                 }
             };
-            haves.push(Have {
-                immutable: digest_of(client, &w.immutable)?,
-                floating: digest_of(client, &w.floating)?,
-                ci: match &w.ci {
-                    Some(t) => digest_of(client, t)?,
-                    None => None,
-                },
+            let immutable = read(client, &w.immutable)?;
+            let floating = read(client, &w.floating)?;
+            let ci = match &w.ci {
+                Some(t) => read(client, t)?,
+                None => None,
+            };
+            let mut h = Have {
+                immutable: immutable.as_ref().map(|(i, _)| i.clone()),
+                floating: floating.as_ref().map(|(i, _)| i.clone()),
+                ci: ci.map(|(i, _)| i),
                 highest_build: builds_in(&tags, &w.airflow, &w.line_tail, "")
                     .into_iter()
                     .max(),
                 floating_build: None,
-            });
-            let h = haves.last_mut().expect("pushed above");
+            };
             if h.floating.is_some()
-                && h.floating.as_deref() != Some(w.digest.as_str())
+                && h.floating != Some(w.identity.clone())
                 && h.immutable.is_some()
             {
                 // Which older build is the floating tag at? Only needed to recognise an interrupted publish.
+                let fdigest = floating.as_ref().map(|(_, b)| b.top.digest.clone());
                 let mut older = builds_in(&tags, &w.airflow, &w.line_tail, "");
                 older.retain(|&n| n < w.build);
                 older.sort_unstable_by(|a, b| b.cmp(a));
                 for n in older {
                     let tag = format!("{}-{n}-{}", w.airflow, w.line_tail);
-                    if client.manifest_digest(&repo.name, &tag)? == h.floating {
+                    if client.manifest_digest(&repo.name, &tag)? == fdigest {
                         h.floating_build = Some(n);
                         break;
                     }
                 }
             }
+            haves.push(h);
+            remote_immutable.push(immutable.map(|(_, b)| b));
         }
         let steps = plan(wants, &haves, policy);
         let refused = steps.iter().any(|s| matches!(s.action, Action::Refuse(_)));
@@ -328,41 +480,64 @@ impl Run<'_> {
             say(&format!("  refused: {first}; nothing written to {repo}"));
             self.problems.push(format!("refused {repo}: {first}"));
         }
+        // Per flavour: the bundle its tags get in this repository.
+        let mut targets: HashMap<Flavour, Bundle> = HashMap::new();
         for s in &steps {
+            let fi = wants
+                .iter()
+                .position(|w| w.flavour == s.flavour)
+                .expect("a step of a want");
+            let mut digest = self.images[&s.flavour].digest.clone();
             let action = match &s.action {
                 Action::Refuse(_) => "refused".to_owned(),
                 Action::Skip(why) => {
                     say(&format!("  skip {}: {why}", s.tag));
                     if s.kind == TagKind::Immutable {
-                        // The registry holds this image here: its blobs can be mounted into other repositories.
-                        let image = &self.images[&s.flavour];
-                        let known = self.known.entry(repo.registry.clone()).or_default();
-                        for d in image
-                            .layers
-                            .iter()
-                            .map(|l| &l.digest)
-                            .chain([&image.config_blob.digest])
-                        {
-                            known.entry(d.clone()).or_insert_with(|| repo.name.clone());
+                        if let Some(b) = &remote_immutable[fi] {
+                            // The registry holds this image here: its blobs can be mounted into other repositories.
+                            self.remember(repo, &s.identity, b);
+                            targets.insert(s.flavour, b.clone());
+                            digest = b.top.digest.clone();
                         }
+                    } else if let Some(t) = targets.get(&s.flavour) {
+                        digest = t.top.digest.clone();
                     }
                     format!("unchanged ({why})")
                 }
                 Action::Publish => {
-                    let image = &self.images[&s.flavour];
-                    self.push_blobs(repo, image)?;
-                    self.put(repo, &s.tag, image, "put manifest")?;
+                    let key = (repo.registry.clone(), s.identity.clone());
+                    let bundle = match self.held.get(&key) {
+                        // Another repository of this registry holds the image: the same manifests, blobs mounted.
+                        Some(b) => b.clone(),
+                        None => Bundle::local(&self.images[&s.flavour]),
+                    };
+                    self.push_blobs(repo, &bundle)?;
+                    for c in &bundle.children {
+                        self.put(repo, &c.digest, c, "put manifest")?;
+                    }
+                    self.put(repo, &s.tag, &bundle.top, "put index")?;
+                    if !dry {
+                        self.remember(repo, &s.identity, &bundle);
+                    }
+                    digest = bundle.top.digest.clone();
+                    targets.insert(s.flavour, bundle);
                     "published".to_owned()
                 }
                 Action::Tag { from, why } => {
-                    let image = &self.images[&s.flavour];
                     let verb = match (s.kind, from) {
                         (TagKind::Floating, Some(_)) => "move tag",
                         _ => "put tag",
                     };
-                    self.put(repo, &s.tag, image, verb)?;
+                    let top = targets
+                        .get(&s.flavour)
+                        .map(|b| b.top.clone())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("internal: {} has no image to point at", s.tag)
+                        })?;
+                    self.put(repo, &s.tag, &top, verb)?;
+                    digest = top.digest;
                     match from {
-                        Some(old) => format!("moved from {} ({why})", short(old)),
+                        Some(old) => format!("moved from image {} ({why})", short(old)),
                         None => format!("tagged ({why})"),
                     }
                 }
@@ -370,7 +545,7 @@ impl Run<'_> {
             self.rows.push(Row {
                 repo: repo.to_string(),
                 tag: s.tag.clone(),
-                digest: s.digest.clone(),
+                digest,
                 action: if dry && !action.starts_with("unchanged") && action != "refused" {
                     format!("would be {action}")
                 } else {
@@ -381,31 +556,68 @@ impl Run<'_> {
         Ok(())
     }
 
+    fn remember(&mut self, repo: &Repository, identity: &str, bundle: &Bundle) {
+        let known = self.known.entry(repo.registry.clone()).or_default();
+        for b in &bundle.blobs {
+            known
+                .entry(b.digest.clone())
+                .or_insert_with(|| repo.name.clone());
+        }
+        self.held
+            .entry((repo.registry.clone(), identity.to_owned()))
+            .or_insert_with(|| bundle.clone());
+    }
+
     fn put(
         &mut self,
         repo: &Repository,
         tag: &str,
-        image: &LocalImage,
+        manifest: &Manifest,
         verb: &str,
     ) -> anyhow::Result<()> {
-        say(&format!("  {verb} {repo}:{tag} -> {}", image.digest));
+        if tag.starts_with("sha256:") {
+            say(&format!("  {verb} {repo}@{tag}"));
+        } else {
+            say(&format!("  {verb} {repo}:{tag} -> {}", manifest.digest));
+        }
         if !self.dry_run {
             let client = self.client(repo)?;
-            client.put_manifest(&repo.name, tag, &image.manifest, crate::local::MANIFEST_V2)?;
+            client.put_manifest(&repo.name, tag, &manifest.bytes, &manifest.media_type)?;
         }
         Ok(())
     }
 
-    fn push_blobs(&mut self, repo: &Repository, image: &LocalImage) -> anyhow::Result<()> {
+    /// The bytes of a blob of the local images: a config from memory, a compressed layer from the spool.
+    fn open_blob(&self, digest: &str) -> anyhow::Result<Box<dyn std::io::Read>> {
+        for image in self.images.values() {
+            for i in &image.images {
+                if i.config_blob.digest == digest {
+                    return Ok(Box::new(std::io::Cursor::new(i.config.clone())));
+                }
+            }
+        }
+        Ok(Box::new(self.source.open_blob(digest)?))
+    }
+
+    fn push_blobs(&mut self, repo: &Repository, bundle: &Bundle) -> anyhow::Result<()> {
         let dry = self.dry_run;
-        let mut blobs: Vec<(&str, Blob, Option<usize>)> = image
-            .layers
+        let configs: Vec<String> = bundle
+            .children
             .iter()
-            .enumerate()
-            .map(|(i, l)| ("layer", l.clone(), Some(i)))
+            .chain(std::iter::once(&bundle.top))
+            .filter_map(|m| {
+                serde_json::from_slice::<ManifestJson>(&m.bytes)
+                    .ok()?
+                    .config
+            })
+            .map(|c| c.digest)
             .collect();
-        blobs.push(("config", image.config_blob.clone(), None));
-        for (what, blob, path) in blobs {
+        for blob in &bundle.blobs {
+            let what = if configs.contains(&blob.digest) {
+                "config"
+            } else {
+                "layer"
+            };
             let known_elsewhere = self
                 .known
                 .get(&repo.registry)
@@ -443,10 +655,7 @@ impl Run<'_> {
                     }
                 }
                 if let Some(loc) = location {
-                    let mut reader: Box<dyn std::io::Read> = match &path {
-                        Some(i) => Box::new(image.open_layer(*i)?),
-                        None => Box::new(std::io::Cursor::new(image.config.clone())),
-                    };
+                    let mut reader = self.open_blob(&blob.digest)?;
                     let bar = indicatif::ProgressBar::new(blob.size);
                     bar.set_style(
                         indicatif::ProgressStyle::with_template(
@@ -455,6 +664,7 @@ impl Run<'_> {
                         .expect("static template"),
                     );
                     let mut wrapped = bar.wrap_read(&mut reader);
+                    let client = self.client(repo)?;
                     let r = client.finish_upload(
                         &repo.name,
                         &loc,
@@ -475,21 +685,22 @@ impl Run<'_> {
     }
 }
 
-fn short(digest: &str) -> String {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+fn short(identity: &str) -> String {
+    let first = identity.split(',').next().unwrap_or(identity);
+    let hex = first.strip_prefix("sha256:").unwrap_or(first);
     format!("sha256:{}", &hex[..hex.len().min(12)])
 }
 
 pub fn wants(
     release: &Release,
-    images: &BTreeMap<Flavour, LocalImage>,
+    images: &BTreeMap<Flavour, IndexedImage>,
     build_number: Option<u64>,
 ) -> Vec<Want> {
     Flavour::ALL
         .iter()
         .map(|&f| Want {
             flavour: f,
-            digest: images[&f].digest.clone(),
+            identity: images[&f].identity(),
             build: release.build,
             airflow: release.airflow.clone(),
             line_tail: format!("{}{}", release.distro, f.suffix()),
@@ -521,7 +732,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let source = args
+    let source_repo = args
         .source_repository
         .clone()
         .unwrap_or_else(|| file.defaults.repository.clone());
@@ -543,17 +754,30 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let spool = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let references: Vec<String> = Flavour::ALL
+        .iter()
+        .map(|&f| format!("{source_repo}:{}", release.immutable_tag(f)))
+        .collect();
+    say(&format!(
+        "reading {} from the Docker engine",
+        references.join(" and ")
+    ));
+    let (source, locals) = Source::load(&references, &spool, args.compression)?;
     let mut images = BTreeMap::new();
-    for f in Flavour::ALL {
-        let reference = format!("{source}:{}", release.immutable_tag(f));
-        say(&format!("reading {reference} from the Docker engine"));
-        let image = LocalImage::load(&reference, &spool)?;
+    for (f, image) in Flavour::ALL.iter().zip(locals) {
         say(&format!(
-            "  {} ({} layers)",
+            "  {}: image {}, {} {} ({} layers, {} compressed)",
+            image.reference,
+            short(&image.id),
+            image.platform,
             image.digest,
-            image.layers.len()
+            image.layers.len(),
+            human(image.layers.iter().map(|l| l.size).sum())
         ));
-        images.insert(f, image);
+        // One platform per flavour today; a second architecture adds its image here (same tags, same rules).
+        let indexed = IndexedImage::new(vec![image]);
+        say(&format!("  index {}", indexed.digest));
+        images.insert(*f, indexed);
     }
     let wants = wants(release, &images, args.build_number);
     let policy = Policy {
@@ -565,9 +789,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         opts,
         clients,
         known: HashMap::new(),
+        held: HashMap::new(),
         rows: Vec::new(),
         problems,
         images: &images,
+        source: &source,
     };
     if args.dry_run {
         say("dry run: nothing is written");
@@ -621,7 +847,7 @@ mod tests {
     fn want(ci: bool) -> Want {
         Want {
             flavour: Flavour::Base,
-            digest: D.into(),
+            identity: D.into(),
             build: 2,
             airflow: "2.10.5".into(),
             line_tail: "bookworm".into(),

@@ -39,6 +39,108 @@ fn first_publish_then_republish_sends_no_layer() {
     assert_eq!(reg.manifest("astronomer/ap-airflow", IMM), manifest);
 }
 
+/// What a tag points at: an OCI index with one linux/amd64 OCI manifest whose layers are gzip.
+fn assert_index_of_gzip_layers(reg: &Registry, repo: &str, tag: &str) {
+    let index: serde_json::Value = serde_json::from_slice(&reg.manifest(repo, tag)).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{index}");
+    assert_eq!(manifests[0]["platform"]["os"], "linux");
+    assert_eq!(manifests[0]["platform"]["architecture"], "amd64");
+    let child = manifests[0]["digest"].as_str().unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&reg.manifest(repo, child)).unwrap();
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    for l in m["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+    }
+}
+
+/// Three real clients read what publish wrote: skopeo copies every tag (checking every blob digest), Docker pulls
+/// the immutable tags and gets the very image IDs it was given, containerd's ctr pulls them too.
+#[test]
+fn docker_skopeo_and_containerd_pull_every_tag() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let a = Images::new(1, "pulled");
+    let out = publish(&a, &[reg.repo(repo)], &["--build-number", "9"], &[]);
+    assert_ok(&out);
+    let tags = reg.tags(repo);
+    assert_eq!(tags.len(), 6, "{tags:?}");
+    let layout = tempfile::tempdir().unwrap();
+    for tag in &tags {
+        assert_index_of_gzip_layers(&reg, repo, tag);
+        let copied = skopeo_copy(&reg, repo, tag, layout.path());
+        assert_eq!(
+            Some(copied),
+            reg.digest(repo, tag),
+            "{tag}: skopeo kept the index"
+        );
+    }
+    // The engine must download every layer: the source images go first (their layers are theirs alone).
+    let ids: Vec<String> = [IMM, IMM_ON]
+        .iter()
+        .map(|t| image_id(&format!("{}:{t}", a.repo)))
+        .collect();
+    drop(a);
+    for ((tag, flavour), id) in [(IMM, ""), (IMM_ON, "-onbuild")].into_iter().zip(ids) {
+        let remote = format!("{}:{tag}", reg.repo(repo));
+        must("docker", &["pull", "--quiet", &remote]);
+        let pulled = image_id(&remote);
+        let container = must("docker", &["create", &remote]).trim().to_owned();
+        let variant = must("docker", &["cp", &format!("{container}:/etc/variant"), "-"]);
+        must("docker", &["rm", &container]);
+        must("docker", &["rmi", &remote]);
+        assert_eq!(pulled, id, "{tag}: the pulled image is the published one");
+        assert!(
+            variant.contains(&format!("pulled{flavour}\n")),
+            "{tag}: {variant:?}"
+        );
+        ctr_pull(&remote);
+    }
+}
+
+/// Same image, same compressed bytes: two runs with empty caches give two registries the same index digests, and
+/// a re-publish from the cache alone (no `docker save`) is a no-op.
+#[test]
+fn compression_is_deterministic_across_runs_and_caches() {
+    let (r1, r2) = (Registry::start(), Registry::start());
+    let repo = "astronomer/ap-airflow";
+    let a = Images::new(1, "deterministic");
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cache = |d: &tempfile::TempDir| d.path().to_str().unwrap().to_owned();
+    let (k1, k2) = (cache(&c1), cache(&c2));
+    assert_ok(&publish(
+        &a,
+        &[r1.repo(repo)],
+        &[],
+        &[("XDG_CACHE_HOME", &k1)],
+    ));
+    assert_ok(&publish(
+        &a,
+        &[r2.repo(repo)],
+        &[],
+        &[("XDG_CACHE_HOME", &k2)],
+    ));
+    for tag in [IMM, IMM_ON] {
+        assert_eq!(r1.digest(repo, tag), r2.digest(repo, tag), "{tag}");
+        assert_eq!(r1.manifest(repo, tag), r2.manifest(repo, tag), "{tag}");
+    }
+    let again = publish(&a, &[r1.repo(repo)], &[], &[("XDG_CACHE_HOME", &k2)]);
+    assert_ok(&again);
+    assert_eq!(again.blob_bytes(), 0, "{again:?}");
+    assert!(again.stdout.contains("sent 0 bytes"), "{again:?}");
+}
+
 #[test]
 fn rebuilt_image_under_an_existing_immutable_tag_is_refused() {
     let reg = Registry::start();
@@ -216,7 +318,7 @@ fn dry_run_prints_actions_and_changes_nothing() {
     assert!(out.stderr.contains("push layer sha256:"), "{out:?}");
     assert!(
         out.stderr
-            .contains(&format!("put manifest {}:{IMM}", reg.repo(repo))),
+            .contains(&format!("put index {}:{IMM}", reg.repo(repo))),
         "{out:?}"
     );
     assert!(out.stdout.contains("would be published"), "{out:?}");

@@ -50,6 +50,9 @@ pub struct Auth {
     pub ca: PathBuf,
 }
 
+/// Every manifest type: tags point at OCI indexes now, older publishes at Docker schema 2 manifests.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
 /// Debian's docker-registry with its own config and storage; killed on drop.
 pub struct Registry {
     pub port: u16,
@@ -268,10 +271,7 @@ impl Registry {
         let mut req = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{scheme}://{}{path}", self.host()))
-            .header(
-                "accept",
-                "application/vnd.docker.distribution.manifest.v2+json",
-            );
+            .header("accept", ACCEPT);
         if let Some(a) = &self.auth {
             let b = base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{}", a.user, a.password));
@@ -308,8 +308,10 @@ impl Registry {
         body
     }
 
+    /// Puts manifest bytes with the media type they declare.
     pub fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) {
-        let ct = Some("application/vnd.docker.distribution.manifest.v2+json");
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        let ct = v["mediaType"].as_str();
         let (status, _, _) = self.request("PUT", &format!("/v2/{repo}/manifests/{tag}"), ct, bytes);
         assert_eq!(status, 201, "PUT {repo}:{tag}");
     }
@@ -372,8 +374,15 @@ impl Images {
             std::fs::create_dir_all(root.join("etc")).unwrap();
             std::fs::write(root.join("etc/variant"), format!("{variant}{suffix}\n")).unwrap();
             // Some incompressible bytes, so a layer is clearly bigger than a manifest.
+            // (xorshift64: gzip cannot shrink it.)
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ variant.len() as u64;
             let noise: Vec<u8> = (0..96 * 1024u32)
-                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ variant.len() as u8)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 32) as u8
+                })
                 .collect();
             std::fs::write(root.join("etc/noise"), noise).unwrap();
             let tag = format!("2.10.5-{build}-bookworm{suffix}");
@@ -559,4 +568,83 @@ impl CutProxy {
         });
         CutProxy { port, cut }
     }
+}
+
+/// Runs a command, returning its stdout, or panics with its stderr.
+pub fn must(program: &str, args: &[&str]) -> String {
+    run_ok(Command::new(program).args(args).stdin(Stdio::null()))
+}
+
+/// `skopeo copy --all` of `repo:tag` from a plain-HTTP loopback registry into the OCI layout `dir` (skopeo checks
+/// every blob's digest on the way); returns the digest the layout records for the tag (the index, unchanged).
+pub fn skopeo_copy(reg: &Registry, repo: &str, tag: &str, dir: &Path) -> String {
+    let dest = format!("oci:{}:{tag}", dir.display());
+    must(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{}:{tag}", reg.repo(repo)),
+            &dest,
+        ],
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .and_then(|m| m["digest"].as_str())
+        .unwrap_or_else(|| panic!("{tag} not in the OCI layout: {index}"))
+        .to_owned()
+}
+
+/// containerd's own client against Docker's containerd, when there is one: pulls `reference` (plain HTTP) into a
+/// namespace of its own and removes it. Returns false when no containerd socket is there.
+pub fn ctr_pull(reference: &str) -> bool {
+    let sock = [
+        "/run/docker/containerd/containerd.sock",
+        "/run/containerd/containerd.sock",
+    ]
+    .into_iter()
+    .find(|s| Path::new(s).exists());
+    let Some(sock) = sock else { return false };
+    let ns = unique("ap-airflow-regtest-");
+    let base = ["--address", sock, "--namespace", &ns];
+    let pull: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["images", "pull", "--plain-http", reference])
+        .collect();
+    let out = Command::new("ctr").args(&pull).output().expect("ctr runs");
+    let rm: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["images", "rm", "--sync", reference])
+        .collect();
+    let _ = Command::new("ctr").args(&rm).output();
+    let _ = Command::new("ctr")
+        .args(base)
+        .args(["namespaces", "rm", &ns])
+        .output();
+    assert!(
+        out.status.success(),
+        "ctr pull {reference}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+/// The engine's image ID of a reference.
+pub fn image_id(reference: &str) -> String {
+    must(
+        "docker",
+        &["image", "inspect", "--format", "{{.Id}}", reference],
+    )
+    .trim()
+    .to_owned()
 }
