@@ -10,22 +10,40 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Run `sh SCRIPT --check FILE` on a temp file holding `contents`: (exit code, stdout + stderr).
+/// Run `sh SCRIPT --check FILE` on a temp file holding `contents`: (exit code, stdout + stderr). Debian images
+/// have mawk as `awk`; when the host has it too, the script runs with both it and the default `awk`, which must
+/// agree.
 fn check(name: &str, contents: &[u8]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("list.txt");
     std::fs::write(&file, contents).unwrap();
-    let out = Command::new("sh")
-        .arg(script(name))
-        .arg("--check")
-        .arg(&file)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
+    let mut paths = vec!["/usr/bin:/bin".to_string()];
+    if std::path::Path::new("/usr/bin/mawk").exists() {
+        let bin = dir.path().join("mawk-bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/mawk", bin.join("awk")).unwrap();
+        paths.push(format!("{}:/usr/bin:/bin", bin.display()));
+    }
+    let results: Vec<(i32, String)> = paths
+        .iter()
+        .map(|path| {
+            let out = Command::new("sh")
+                .arg(script(name))
+                .arg("--check")
+                .arg(&file)
+                .env_clear()
+                .env("PATH", path)
+                .output()
+                .unwrap();
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            (out.status.code().unwrap_or(-1), text)
+        })
+        .collect();
+    for r in &results[1..] {
+        assert_eq!(r, &results[0], "awk and mawk disagree");
+    }
+    results.into_iter().next().unwrap()
 }
 
 #[test]
