@@ -60,7 +60,8 @@ pub fn image_exists(name: &str) -> anyhow::Result<bool> {
 /// `docker image inspect` of one image as JSON.
 pub fn inspect_image(name: &str) -> anyhow::Result<serde_json::Value> {
     let out = docker()
-        .args(["image", "inspect", name])
+        // `--`: a name is never read as an option (`--format=…`).
+        .args(["image", "inspect", "--", name])
         .stdin(Stdio::null())
         .output()
         .context("cannot run docker")?;

@@ -121,13 +121,16 @@ impl Release {
         format!("{}-{}", self.floating_tag(flavour), build_number)
     }
 
-    /// Sort key: Airflow version numerically, then build number.
+    /// Sort key: Airflow version numerically (trailing zero parts dropped: 2.10.5.0 is 2.10.5), then build number.
     fn order_key(&self) -> (Vec<u64>, u32) {
-        let version = self
+        let mut version: Vec<u64> = self
             .airflow
             .split(['.', '-', '+'])
             .map(|p| p.parse().unwrap_or(0))
             .collect();
+        while version.len() > 1 && version.last() == Some(&0) {
+            version.pop();
+        }
         (version, self.build)
     }
 }
@@ -171,7 +174,8 @@ impl ReleaseFile {
         let mut seen = std::collections::HashSet::new();
         for r in &raw.release {
             validate(r).map_err(|m| malformed(format!("release {}: {m}", r.name())))?;
-            if !seen.insert(r.name()) {
+            // By value, not text: 2.10.05 and 2.10.5.0 would be 2.10.5 (refused above, and here anyway).
+            if !seen.insert(r.order_key()) {
                 return Err(malformed(format!("release {} is listed twice", r.name())));
             }
         }
@@ -234,8 +238,44 @@ fn validate(r: &Release) -> Result<(), String> {
     if !tag_safe(&r.airflow) || !r.airflow.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(format!("airflow version {:?} is not a version", r.airflow));
     }
+    // One spelling per version, as PEP 440 normalises it: 2.10.05 is 2.10.5, and would tag the same Airflow twice.
+    if r.airflow
+        .split(['.', '-', '+'])
+        .any(|p| p.len() > 1 && p.starts_with('0') && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "airflow version {:?} has a number with a leading zero (write it as PEP 440 normalises it)",
+            r.airflow
+        ));
+    }
     if !tag_safe(&r.distro) {
         return Err(format!("distro {:?} is not a tag-safe name", r.distro));
+    }
+    // Every tag the line gets must be a valid tag (at most 128 characters): the longest are the onbuild flavour's
+    // immutable tag and CI's tag with a 20-digit build number.
+    let longest = [
+        r.immutable_tag(Flavour::Onbuild),
+        r.ci_tag(Flavour::Onbuild, u64::MAX),
+    ];
+    if let Some(t) = longest
+        .iter()
+        .find(|t| !crate::registry::reference::valid_tag(t))
+    {
+        return Err(format!(
+            "its tags would be invalid ({} characters, at most 128: {t:?})",
+            t.len()
+        ));
+    }
+    // The build copies the lock into the image: only a file below the release file's folder.
+    let lock_ok = !r.lock.as_os_str().is_empty()
+        && r.lock
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !lock_ok {
+        return Err(format!(
+            "lock {:?} must be a relative path below the release file's folder (no /, .. or .)",
+            r.lock.display()
+        ));
     }
     if r.build == 0 {
         return Err("build numbers start at 1".into());
@@ -393,6 +433,35 @@ lock = "locks/b.txt"
             (
                 &FILE.replace("extras = []", "extras = []\nconfig = [\"core lazy=1\"]"),
                 "not SECTION.KEY=VALUE",
+            ),
+            // Issue #11 item 15: locks outside the tree, tags over 128 characters, two spellings of a version.
+            (
+                &FILE.replace("locks/a.txt", "/etc/shadow"),
+                "must be a relative path",
+            ),
+            (
+                &FILE.replace("locks/a.txt", "../../../etc/shadow"),
+                "must be a relative path",
+            ),
+            (
+                &FILE.replace("locks/a.txt", "locks/../../x.txt"),
+                "must be a relative path",
+            ),
+            (&FILE.replace("locks/a.txt", ""), "must be a relative path"),
+            (
+                &FILE.replace("2.10.5", &format!("2.10.5.{}", "1".repeat(100))),
+                "at most 128",
+            ),
+            (
+                &FILE.replace("\"bookworm\"", &format!("\"{}\"", "b".repeat(100))),
+                "at most 128",
+            ),
+            (&FILE.replace("2.10.5", "2.10.05"), "leading zero"),
+            (
+                &FILE
+                    .replace("2.9.3", "2.10.5.0")
+                    .replace("build = 4", "build = 1"),
+                "listed twice",
             ),
         ];
         for (text, want) in cases {

@@ -333,7 +333,22 @@ pub fn compare(expected: &[(String, Want)], got: &BTreeMap<String, String>) -> V
         .collect()
 }
 
+/// An image reference docker can only take as one: not empty, no option (`--format=…`, after `verify --`), no
+/// blank or control character.
+pub fn check_image_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.starts_with('-')
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        bail!(
+            "{name:?} is not an image reference (e.g. astronomerinc/ap-airflow:2.10.5-1-bookworm)"
+        );
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
+    check_image_name(&args.image)?;
     let file = ctx.releases()?;
     crate::docker::ping()?;
     let inspect = crate::docker::inspect_image(&args.image)?;
@@ -404,6 +419,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_names_are_never_options() {
+        // Issue #11 item 15: `verify -- '--format=…'` reached docker image inspect as an option.
+        for bad in ["--format={{.Id}}", "-f", "", "a b", "a\nb"] {
+            assert!(check_image_name(bad).is_err(), "{bad:?}");
+        }
+        for ok in [
+            "astronomerinc/ap-airflow:2.10.5-1-bookworm",
+            "127.0.0.1:5000/a/b@sha256:00",
+        ] {
+            assert!(check_image_name(ok).is_ok(), "{ok}");
+        }
+    }
 
     fn release() -> Release {
         Release {

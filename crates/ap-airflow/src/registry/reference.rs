@@ -130,11 +130,17 @@ fn validate_host(registry: &str) -> Result<(), String> {
             None => (registry, None),
         }
     };
-    if host.is_empty()
-        || !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
-    {
+    // A bracketed IPv6 address was checked above; otherwise DNS labels of letters, digits and inner hyphens,
+    // joined by single dots (so `..`, `.`, `-x` or `a..b` are no registry host).
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let name_ok = registry.starts_with('[') || (host.len() <= 253 && host.split('.').all(label));
+    if host.is_empty() || !name_ok {
         return Err(format!("registry host {host:?} is not a host name"));
     }
     if let Some(p) = port {
@@ -244,6 +250,15 @@ mod tests {
             ("a@sha256:00", "digest"),
             ("[zz]:5000/a", "IPv6"),
             ("qu ay.io/a", "host"),
+            // Issue #11 item 15: path-like first components are no registry host.
+            ("../x", "host"),
+            ("./x", "host"),
+            ("../../tmp/x", "host"),
+            ("a..b/x", "host"),
+            (".quay.io/a", "host"),
+            ("quay.io./a", "host"),
+            ("-quay.io/a", "host"),
+            ("quay-.io/a", "host"),
         ] {
             let e = Repository::parse(input).unwrap_err().to_string();
             assert!(e.contains(want), "{input:?}: {e}");
