@@ -671,3 +671,73 @@ fn bearer_token_challenge() {
     assert!(out.stderr.contains("failed for user hubuser"), "{out:?}");
     assert!(!out.all().contains("nope-wrong"));
 }
+
+/// The real images of a release line (built by `ap-airflow build`; `AP_AIRFLOW_PUBLISH_RELEASE=<line>`, run by
+/// scripts/test after each line's build): published into a loopback registry, then pulled and started by Docker
+/// (`airflow version`), pulled by containerd, and every tag copied by skopeo.
+#[test]
+fn real_image_publish_pull_and_run() {
+    let Ok(line) = std::env::var("AP_AIRFLOW_PUBLISH_RELEASE") else {
+        eprintln!("skipped: set AP_AIRFLOW_PUBLISH_RELEASE=<line> after `ap-airflow build <line>`");
+        return;
+    };
+    let plan = tool(&["tags", &line, "--json"], &[]);
+    assert_ok(&plan);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let src = format!("ap-airflow-regtest/{}", unique("real"));
+    let mut tagged = Vec::new();
+    for f in plan.as_array().unwrap() {
+        let imm = f["immutable"].as_str().unwrap();
+        let theirs = format!("astronomerinc/ap-airflow:{imm}");
+        must("docker", &["tag", &theirs, &format!("{src}:{imm}")]);
+        tagged.push(format!("{src}:{imm}"));
+    }
+    struct Untag(Vec<String>);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .arg("rmi")
+                .args(&self.0)
+                .output();
+        }
+    }
+    let mut cleanup = Untag(tagged);
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let cache = tempfile::tempdir().unwrap();
+    let out = tool(
+        &["publish", &line, "--from", &src, "--to", &reg.repo(repo)],
+        &[("XDG_CACHE_HOME", cache.path().to_str().unwrap())],
+    );
+    assert_ok(&out);
+    eprintln!("{}", out.stdout);
+    let layout = tempfile::tempdir().unwrap();
+    for tag in reg.tags(repo) {
+        assert_index_of_gzip_layers(&reg, repo, &tag);
+        let copied = skopeo_copy(&reg, repo, &tag, layout.path());
+        assert_eq!(Some(copied), reg.digest(repo, &tag), "{tag}");
+    }
+    let airflow = line.rsplit_once('-').unwrap().0;
+    for (i, f) in plan.as_array().unwrap().iter().enumerate() {
+        let remote = format!("{}:{}", reg.repo(repo), f["immutable"].as_str().unwrap());
+        must("docker", &["pull", "--quiet", &remote]);
+        cleanup.0.push(remote.clone());
+        let version = must(
+            "docker",
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "host",
+                &remote,
+                "airflow",
+                "version",
+            ],
+        );
+        assert!(version.contains(airflow), "{remote}: {version}");
+        if i == 0 {
+            // containerd downloads every layer into a namespace of its own (the flavours share all but one).
+            ctr_pull(&remote);
+        }
+    }
+}
