@@ -233,7 +233,13 @@ fn make_usable(uid: u32, gid: u32, astronomer_uid: u32, astronomer_user: &str) {
     );
 }
 
-/// Run `sh -c <cmd>` for a `…_CMD` variable and take its stdout.
+/// Most a `…_CMD` may print: a URL or a password, never megabytes.
+const CMD_OUTPUT_MAX: usize = 64 * 1024;
+
+/// Run `sh -c <cmd>` for a `…_CMD` variable and take its stdout. The value is what the command printed by the time
+/// the shell exits: a process it left in the background holding stdout (`echo URL; sleep 30 &`) does not hold up
+/// start-up. While it runs, signals are forwarded to its process group; SIGTERM, SIGINT, SIGQUIT or SIGHUP stop
+/// start-up at once with 128+N (the group gets the signal, then SIGKILL if the shell has not exited within 1 s).
 fn run_cmd_var(name: &str, cmd: &str, sigs: &Signals) -> Result<String, Stop> {
     let mut c = std::process::Command::new("/bin/sh");
     c.arg("-c")
@@ -252,38 +258,107 @@ fn run_cmd_var(name: &str, cmd: &str, sigs: &Signals) -> Result<String, Stop> {
         say!("{name}: cannot run /bin/sh: {e}");
         Stop(EXIT_STARTUP)
     })?;
-    // Read its stdout beside, so signals are still forwarded while it runs: a hung secrets backend must not
-    // outlast `docker stop`'s grace period.
-    let mut pipe = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut pipe, &mut out);
-        out
-    });
-    // Supervised like a start-up task, but as a group: a signal reaches whatever the shell started too.
+    let pid = child.id() as libc::pid_t;
+    let pipe = child.stdout.take().expect("stdout is piped");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&pipe);
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let mut out = Vec::new();
+    let mut open = true;
     let group = Config {
         kill_process_group: true,
         ..Config::default()
     };
-    let mut stopped_by = None;
-    let code = init::supervise_noting(child.id() as libc::pid_t, &group, sigs, |sig| {
-        if matches!(
-            sig,
-            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
-        ) {
-            stopped_by = Some(sig);
+    let code = loop {
+        let woke = if open {
+            sigs.wait_or_fd(fd, std::time::Duration::from_secs(1))
+                .unwrap_or(init::Woke::Timeout)
+        } else {
+            match sigs.wait(std::time::Duration::from_secs(1)) {
+                Some(s) => init::Woke::Signal(s),
+                None => init::Woke::Timeout,
+            }
+        };
+        match woke {
+            init::Woke::Fd => open = drain(fd, &mut out),
+            init::Woke::Signal(libc::SIGCHLD) | init::Woke::Timeout => {}
+            init::Woke::Signal(sig) => {
+                init::forward(sig, pid, true);
+                if matches!(
+                    sig,
+                    libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
+                ) {
+                    stop_group(pid, sigs);
+                    say!("{} while running {name}; stopping", init::signal_name(sig));
+                    return Err(Stop(128 + sig));
+                }
+            }
         }
-    });
-    let stdout = reader.join().unwrap_or_default();
-    if let Some(sig) = stopped_by {
-        say!("{} while running {name}; stopping", init::signal_name(sig));
-        return Err(Stop(128 + sig));
-    }
+        if let Some(code) = init::reap(pid, &group) {
+            // Whatever it wrote before exiting is in the pipe; anything later is not waited for.
+            if open {
+                drain(fd, &mut out);
+            }
+            break code;
+        }
+        if out.len() > CMD_OUTPUT_MAX {
+            stop_group(pid, sigs);
+            say!(
+                "{name} printed more than {} KiB; stopping",
+                CMD_OUTPUT_MAX / 1024
+            );
+            return Err(Stop(EXIT_CONFIG));
+        }
+    };
     if code != 0 {
         say!("{name} failed with exit status {code}");
         return Err(Stop(EXIT_STARTUP));
     }
-    Ok(String::from_utf8_lossy(&stdout).trim().to_string())
+    if out.len() > CMD_OUTPUT_MAX {
+        say!("{name} printed more than {} KiB", CMD_OUTPUT_MAX / 1024);
+        return Err(Stop(EXIT_CONFIG));
+    }
+    Ok(String::from_utf8_lossy(&out).trim().to_string())
+}
+
+/// Read what the non-blocking `fd` holds now (at most a little past [`CMD_OUTPUT_MAX`]); false at end of file.
+fn drain(fd: std::os::fd::RawFd, out: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 8192];
+    loop {
+        if out.len() > CMD_OUTPUT_MAX {
+            return true;
+        }
+        // SAFETY: reading into a local buffer of that size.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            0 => return false,
+            n if n > 0 => out.extend_from_slice(&buf[..n as usize]),
+            _ => match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => {}
+                // Nothing more for now; still open.
+                Some(libc::EAGAIN) => return true,
+                _ => return false,
+            },
+        }
+    }
+}
+
+/// Stop a `_CMD`'s process group: it has had the signal; SIGKILL unless the shell exits within 1 s.
+fn stop_group(pid: libc::pid_t, sigs: &Signals) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let cfg = Config::default();
+    while std::time::Instant::now() < end {
+        if init::reap(pid, &cfg).is_some() {
+            break;
+        }
+        sigs.wait(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: a signal to the group we created; harmless if it is gone.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    init::reap(pid, &cfg);
 }
 
 /// The first set variable among `names`, then their `_CMD` forms.

@@ -631,3 +631,45 @@ fn echoed_values_are_capped_and_control_characters_refused() {
         assert!(!err.contains('\u{1b}'), "{err}");
     }
 }
+
+#[test]
+fn a_cmd_leaving_a_background_process_on_stdout_does_not_hold_start_up() {
+    // Issue #11 item 4: the URL is what the command printed when it exited; `sleep 30 &` keeps stdout open.
+    let up = Reserved::new();
+    let port = up.port;
+    let _redis = up.trickle(b"+PONG\r\n", b' ');
+    let stub = Stub::new();
+    let start = Instant::now();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "triggerer"],
+        &[(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+            // Its stderr goes elsewhere: the test waits for the entrypoint's stderr to close.
+            &format!("echo redis://127.0.0.1:{port}/0; sleep 30 2>/dev/null &"),
+        )],
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}: {out}",
+        start.elapsed()
+    );
+    assert_eq!(stub.calls(), ["triggerer|"]);
+}
+
+#[test]
+fn a_cmd_printing_megabytes_is_refused() {
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "triggerer"],
+        &[(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+            "head -c 10000000 /dev/zero",
+        )],
+    );
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.contains("printed more than 64 KiB"), "{out}");
+    assert!(stub.calls().is_empty());
+}
