@@ -289,10 +289,22 @@ pub fn strerror(e: &io::Error) -> String {
     s.split(" (os error").next().unwrap_or(&s).to_string()
 }
 
-/// Formats into a fixed stack buffer: the child below shares our memory until it execs and must not allocate.
+/// Formats into a fixed stack buffer: the child below shares our memory until it execs and must not allocate
+/// (another thread may hold the allocator's lock, and whatever it allocated would leak into our heap). Everything
+/// the child formats goes through here with [`Errno`] and [`Lossy`], which write without allocating; the test
+/// `child_lines_do_not_allocate` checks it with a counting allocator.
 struct StackBuf {
     buf: [u8; 768],
     len: usize,
+}
+
+impl StackBuf {
+    fn new() -> StackBuf {
+        StackBuf {
+            buf: [0; 768],
+            len: 0,
+        }
+    }
 }
 
 impl fmt::Write for StackBuf {
@@ -304,18 +316,72 @@ impl fmt::Write for StackBuf {
     }
 }
 
-/// A log line from the child, without allocating (same format as [`crate::log`]).
-fn child_log(tag: &str, args: fmt::Arguments) {
-    let mut b = StackBuf {
-        buf: [0; 768],
-        len: 0,
-    };
+/// An errno value as the C library describes it (for the errors the child can meet), else `errno N`; formats
+/// without allocating, unlike `strerror` and `io::Error`'s Display.
+#[derive(Clone, Copy)]
+struct Errno(libc::c_int);
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let text = match self.0 {
+            libc::EPERM => "Operation not permitted",
+            libc::ENOENT => "No such file or directory",
+            libc::ESRCH => "No such process",
+            libc::EINTR => "Interrupted system call",
+            libc::EIO => "Input/output error",
+            libc::ENXIO => "No such device or address",
+            libc::E2BIG => "Argument list too long",
+            libc::ENOEXEC => "Exec format error",
+            libc::EBADF => "Bad file descriptor",
+            libc::EAGAIN => "Resource temporarily unavailable",
+            libc::ENOMEM => "Cannot allocate memory",
+            libc::EACCES => "Permission denied",
+            libc::EFAULT => "Bad address",
+            libc::ENOTDIR => "Not a directory",
+            libc::EISDIR => "Is a directory",
+            libc::EINVAL => "Invalid argument",
+            libc::ENFILE => "Too many open files in system",
+            libc::EMFILE => "Too many open files",
+            libc::ENOTTY => "Inappropriate ioctl for device",
+            libc::ETXTBSY => "Text file busy",
+            libc::ENAMETOOLONG => "File name too long",
+            libc::ELOOP => "Too many levels of symbolic links",
+            libc::ELIBBAD => "Accessing a corrupted shared library",
+            _ => return write!(f, "errno {}", self.0),
+        };
+        f.write_str(text)
+    }
+}
+
+/// Bytes shown as UTF-8, invalid sequences as U+FFFD, without allocating (unlike `to_string_lossy`).
+struct Lossy<'a>(&'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{fffd}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A child's log line in `b` (same format as [`crate::log`]).
+fn child_line(b: &mut StackBuf, tag: &str, args: fmt::Arguments) {
     let _ = fmt::write(
-        &mut b,
+        b,
         format_args!("[{tag} {} ({})] {args}\n", crate::log::name(), unsafe {
             libc::getpid()
         }),
     );
+}
+
+/// A log line from the child, without allocating.
+fn child_log(tag: &str, args: fmt::Arguments) {
+    let mut b = StackBuf::new();
+    child_line(&mut b, tag, args);
     // Like crate::log: FATAL and WARN on stderr, the rest on stdout.
     let fd = if tag == "FATAL" || tag == "WARN " {
         libc::STDERR_FILENO
@@ -325,8 +391,9 @@ fn child_log(tag: &str, args: fmt::Arguments) {
     unsafe { libc::write(fd, b.buf.as_ptr().cast(), b.len) };
 }
 
+/// The calling thread's errno, read without building an `io::Error`.
 fn errno() -> libc::c_int {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    unsafe { *libc::__errno_location() }
 }
 
 /// What the child needs; everything is prepared before the clone.
@@ -336,16 +403,14 @@ struct ChildCtx<'a> {
     sigs: &'a Signals,
 }
 
-/// The child: own process group, the terminal's foreground if any, original signal state, exec.
+/// The child: own process group, the terminal's foreground if any, original signal state, exec. It runs on the
+/// parent's memory (CLONE_VM): nothing here may allocate (see [`StackBuf`]).
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points at the parent's ChildCtx, alive because the parent is suspended (CLONE_VFORK).
     let ctx = unsafe { &*(arg as *const ChildCtx) };
     unsafe {
         if libc::setpgid(0, 0) < 0 {
-            child_log(
-                "FATAL",
-                format_args!("setpgid failed: {}", strerror(&io::Error::last_os_error())),
-            );
+            child_log("FATAL", format_args!("setpgid failed: {}", Errno(errno())));
             libc::_exit(1);
         }
         if libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp()) != 0 {
@@ -358,14 +423,8 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                         );
                     }
                 }
-                _ => {
-                    child_log(
-                        "FATAL",
-                        format_args!(
-                            "tcsetpgrp failed: {}",
-                            strerror(&io::Error::last_os_error())
-                        ),
-                    );
+                e => {
+                    child_log("FATAL", format_args!("tcsetpgrp failed: {}", Errno(e)));
                     libc::_exit(1);
                 }
             }
@@ -377,32 +436,29 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         {
             child_log(
                 "FATAL",
-                format_args!(
-                    "restoring signals failed: {}",
-                    strerror(&io::Error::last_os_error())
-                ),
+                format_args!("restoring signals failed: {}", Errno(errno())),
             );
             libc::_exit(1);
         }
         libc::execvp(ctx.argv[0], ctx.argv.as_ptr());
-        let e = io::Error::last_os_error();
+        let e = errno();
         child_log(
             "FATAL",
             format_args!(
                 "exec {} failed: {}",
-                ctx.program.to_string_lossy(),
-                strerror(&e)
+                Lossy(ctx.program.to_bytes()),
+                Errno(e)
             ),
         );
-        libc::_exit(exec_status(&e));
+        libc::_exit(exec_status(e));
     }
 }
 
 /// tini's exit status for a failed exec: 127 not found, 126 not executable.
-fn exec_status(e: &io::Error) -> i32 {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => 127,
-        Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => 126,
+fn exec_status(e: libc::c_int) -> i32 {
+    match e {
+        libc::ENOENT => 127,
+        libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::EPERM => 126,
         _ => 1,
     }
 }
@@ -618,6 +674,86 @@ mod tests {
             assert_eq!(parse_signal(s), want, "{s}");
         }
         assert_eq!(signal_name(15), "SIGTERM");
+    }
+
+    /// Counts this thread's allocations (tests run in parallel threads).
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    unsafe impl std::alloc::GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+            std::alloc::System.alloc(l)
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+            std::alloc::System.dealloc(p, l)
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    #[test]
+    fn child_lines_do_not_allocate() {
+        // Issue #11 item 10: the vfork child formatted errors with strerror()/io::Error, which allocate.
+        crate::log::configure("tini", 1);
+        let program = std::ffi::CString::new(b"/no/such/\xffprogram".to_vec()).unwrap();
+        let before = ALLOCATIONS.with(|c| c.get());
+        let mut lens = 0;
+        for e in [libc::ENOENT, libc::EACCES, libc::ENOEXEC, libc::EPERM, 4095] {
+            let mut b = StackBuf::new();
+            child_line(
+                &mut b,
+                "FATAL",
+                format_args!("exec {} failed: {}", Lossy(program.to_bytes()), Errno(e)),
+            );
+            child_line(
+                &mut b,
+                "FATAL",
+                format_args!("setpgid failed: {}", Errno(e)),
+            );
+            lens += b.len;
+        }
+        let after = ALLOCATIONS.with(|c| c.get());
+        assert_eq!(after - before, 0, "the child's log lines allocated");
+        assert!(lens > 0);
+        // And the text is the C library's.
+        let mut b = StackBuf::new();
+        child_line(
+            &mut b,
+            "FATAL",
+            format_args!("exec {} failed: {}", Lossy(b"x"), Errno(libc::ENOENT)),
+        );
+        let line = std::str::from_utf8(&b.buf[..b.len]).unwrap();
+        assert!(
+            line.ends_with("] exec x failed: No such file or directory\n"),
+            "{line}"
+        );
+        assert_eq!(exec_status(libc::ENOENT), 127);
+        assert_eq!(exec_status(libc::EACCES), 126);
+    }
+
+    #[test]
+    fn errno_texts_match_the_c_library() {
+        for e in [
+            libc::EPERM,
+            libc::ENOENT,
+            libc::EACCES,
+            libc::ENOEXEC,
+            libc::ENOTTY,
+            libc::ETXTBSY,
+            libc::ELOOP,
+            libc::E2BIG,
+        ] {
+            assert_eq!(
+                Errno(e).to_string(),
+                strerror(&io::Error::from_raw_os_error(e))
+            );
+        }
+        assert_eq!(Errno(4095).to_string(), "errno 4095");
     }
 
     #[test]
