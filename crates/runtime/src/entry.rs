@@ -441,6 +441,38 @@ fn task(argv: &[String], label: &str, sigs: &Signals) -> Result<(), Stop> {
     Ok(())
 }
 
+/// [`task`], with `input` written to the command's stdin, in a session of its own: with no controlling terminal,
+/// a prompt (Python's getpass) reads stdin instead of waiting at the container's terminal.
+fn task_fed(argv: &[String], label: &str, input: &[u8], sigs: &Signals) -> Result<(), Stop> {
+    say!("running {label}");
+    let mut c = std::process::Command::new(&argv[0]);
+    c.args(&argv[1..]).stdin(Stdio::piped());
+    let original = *sigs;
+    // SAFETY: only async-signal-safe calls (setsid, sigprocmask, sigaction) run between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            original.restore()
+        });
+    }
+    let mut child = c.spawn().map_err(|e| {
+        say!("{label}: {e}");
+        Stop(EXIT_STARTUP)
+    })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A few bytes: the pipe takes them at once. Closing it is the end of the answers.
+        let _ = std::io::Write::write_all(&mut stdin, input);
+    }
+    let code = init::supervise(child.id() as libc::pid_t, &Config::default(), sigs);
+    if code != 0 {
+        say!("{label} failed with exit status {code}; not starting the command (see its output above)");
+        return Err(Stop(code));
+    }
+    Ok(())
+}
+
 fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
     if let Some(e) = airflow::executor_shim(
         var("EXECUTOR").as_deref(),
@@ -542,8 +574,8 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
             sigs,
         )?;
     }
-    if let Some((argv, label)) = &user {
-        task(argv, label, sigs)?;
+    if let Some((argv, label, password)) = &user {
+        task_fed(argv, label, password, sigs)?;
     }
     // Last: the API server may itself be waiting for the migration above.
     if let (Some(policy), Some(target)) = (&policy, execution_api) {
@@ -558,8 +590,10 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
     Ok(())
 }
 
-/// `airflow users create …` from the `_AIRFLOW_WWW_USER_*` variables, and the label that hides the password.
-fn user_create_command(sigs: &Signals) -> Result<(Vec<String>, String), Stop> {
+/// `airflow users create …` from the `_AIRFLOW_WWW_USER_*` variables, the label that hides the password, and what
+/// to write to its stdin: the password is never an argument (arguments are world-readable in /proc while the
+/// command runs), it answers the command's two password prompts.
+fn user_create_command(sigs: &Signals) -> Result<(Vec<String>, String, Vec<u8>), Stop> {
     let username = var("_AIRFLOW_WWW_USER_USERNAME").unwrap_or_else(|| "admin".into());
     let password = match (
         var("_AIRFLOW_WWW_USER_PASSWORD"),
@@ -572,6 +606,10 @@ fn user_create_command(sigs: &Signals) -> Result<(Vec<String>, String), Stop> {
             return Err(Stop(EXIT_CONFIG));
         }
     };
+    if password.contains(['\n', '\r']) {
+        say!("the _AIRFLOW_WWW_USER_PASSWORD value holds a line break, which airflow users create cannot read from its password prompt");
+        return Err(Stop(EXIT_CONFIG));
+    }
     let field =
         |n: &str, d: &str| var(&format!("_AIRFLOW_WWW_USER_{n}")).unwrap_or_else(|| d.into());
     let argv = vec![
@@ -588,12 +626,12 @@ fn user_create_command(sigs: &Signals) -> Result<(Vec<String>, String), Stop> {
         field("EMAIL", "airflowadmin@example.com"),
         "--role".into(),
         field("ROLE", "Admin"),
-        "--password".into(),
-        password,
     ];
     let label = format!(
         "airflow users create --username {} (password not shown)",
         clip(&username)
     );
-    Ok((argv, label))
+    // Without --password, `users create` asks for it twice (getpass); with no terminal it reads stdin.
+    let input = format!("{password}\n{password}\n").into_bytes();
+    Ok((argv, label, input))
 }

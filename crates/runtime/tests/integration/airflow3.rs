@@ -125,7 +125,7 @@ fn which_commands_wait_for_the_database_and_the_broker() {
 #[test]
 fn auth_manager_decides_the_fab_commands() {
     let user_create = "users create --username admin --firstname Airflow --lastname Admin --email \
-                       airflowadmin@example.com --role Admin --password pw|";
+                       airflowadmin@example.com --role Admin|";
     let create = [("_AIRFLOW_WWW_USER_CREATE", "true")];
     type Case<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>, Vec<&'a str>, bool);
     // (argv, env, calls, warns that user creation needs FAB)

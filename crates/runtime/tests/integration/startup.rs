@@ -39,11 +39,66 @@ fn start_up_tasks_in_order_and_password_never_shown() {
             "db migrate|",
             "sync-perm|",
             "users create --username admin --firstname Airflow --lastname Admin --email airflowadmin@example.com \
-             --role Admin --password Sup3rS3cret|",
+             --role Admin|",
             "webserver|"
         ]
     );
     assert!(!out.contains("Sup3rS3cret"), "{out}");
+    // Issue #11 item 16: never an argument; it answers the two prompts on stdin, with no terminal to ask at.
+    assert_eq!(stub.stdin(), ["Sup3rS3cret|Sup3rS3cret|no-tty"]);
+}
+
+#[test]
+fn the_user_password_never_appears_in_arguments_even_with_a_terminal() {
+    // Under `script` the entrypoint has a controlling terminal (docker run -t): the prompt must still read stdin,
+    // never wait at the terminal, and the password must not be in any argument list.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no script(1)");
+        return;
+    }
+    let stub = Stub::new();
+    let mut c = std::process::Command::new("script");
+    c.args([
+        "-qec",
+        &format!("{ENTRYPOINT} airflow webserver"),
+        "/dev/null",
+    ])
+    .env_clear()
+    .env("PATH", stub.path())
+    .envs(same_user())
+    .env("HOME", "/root")
+    .env("_AIRFLOW_WWW_USER_CREATE", "true")
+    .env("_AIRFLOW_WWW_USER_PASSWORD", "Sup3rS3cret");
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(out.status), 0, "{text}");
+    assert!(
+        stub.calls().iter().all(|c| !c.contains("Sup3rS3cret")),
+        "{:?}",
+        stub.calls()
+    );
+    assert_eq!(stub.stdin(), ["Sup3rS3cret|Sup3rS3cret|no-tty"]);
+}
+
+#[test]
+fn a_password_with_a_line_break_is_refused() {
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "webserver"],
+        &[
+            ("_AIRFLOW_WWW_USER_CREATE", "true"),
+            ("_AIRFLOW_WWW_USER_PASSWORD", "two\nlines"),
+        ],
+    );
+    assert_eq!(rc, 2, "{out}");
+    assert!(out.contains("line break"), "{out}");
+    assert!(!out.contains("two") && !out.contains("lines\n"), "{out}");
+    assert!(stub.calls().is_empty());
 }
 
 #[test]
@@ -62,11 +117,11 @@ fn user_password_from_cmd() {
     let calls = stub.calls();
     assert_eq!(calls[0], "sync-perm|", "roles exist before a user gets one");
     assert!(
-        calls[1].starts_with("users create --username ops ")
-            && calls[1].contains("--password fr0mCmd|")
+        calls[1].starts_with("users create --username ops ") && calls[1].ends_with("--role Admin|")
     );
     assert_eq!(calls[2], "scheduler|");
     assert!(!out.contains("fr0mCmd"));
+    assert_eq!(stub.stdin(), ["fr0mCmd|fr0mCmd|no-tty"]);
 }
 
 #[test]
@@ -95,7 +150,7 @@ fn a_failing_start_up_command_stops_start_up() {
         (
             "users create",
             &[("_AIRFLOW_DB_MIGRATE", "true"), ("_AIRFLOW_WWW_USER_CREATE", "true"), ("_AIRFLOW_WWW_USER_PASSWORD", "x")],
-            &["db migrate|", "sync-perm|", "users create --username admin --firstname Airflow --lastname Admin --email airflowadmin@example.com --role Admin --password x|"],
+            &["db migrate|", "sync-perm|", "users create --username admin --firstname Airflow --lastname Admin --email airflowadmin@example.com --role Admin|"],
         ),
     ];
     for (failing, env, want) in cases {
@@ -278,7 +333,7 @@ fn users_create_or_add_role_as_the_command_syncs_permissions_first() {
             vec![
                 "sync-perm|".into(),
                 "users create --username admin --firstname Airflow --lastname Admin --email \
-                 airflowadmin@example.com --role Admin --password x|"
+                 airflowadmin@example.com --role Admin|"
                     .into(),
                 "users add-role -u u -r Op|".into(),
             ],

@@ -175,7 +175,8 @@ pub fn code(s: ExitStatus) -> i32 {
 }
 
 /// An `airflow` stub on PATH that records `args|AIRFLOW__CORE__EXECUTOR` per call, and fails (exit 3, with a
-/// message on stderr) for calls whose arguments start with `$STUB_FAIL`.
+/// message on stderr) for calls whose arguments start with `$STUB_FAIL`. `users create` also records the two lines
+/// it reads from stdin (its password prompts) and whether it has a controlling terminal.
 pub struct Stub {
     pub dir: tempfile::TempDir,
     pub log: PathBuf,
@@ -190,9 +191,14 @@ impl Stub {
             &format!(
                 "#!/bin/sh\n\
                  echo \"$*|$AIRFLOW__CORE__EXECUTOR\" >> {log}\n\
+                 case \"$*\" in \"users create\"*)\n\
+                   IFS= read -r p1 || true; IFS= read -r p2 || true\n\
+                   echo \"$p1|$p2|$(if (exec 3</dev/tty) 2>/dev/null; then echo tty; else echo no-tty; fi)\" >> {stdin};;\n\
+                 esac\n\
                  case \"$*\" in \"${{STUB_FAIL:-#none#}}\"*) echo \"stub: $1 is failing on purpose\" >&2; exit 3;; esac\n\
                  exit 0\n",
-                log = log.display()
+                log = log.display(),
+                stdin = dir.path().join("stdin.log").display()
             ),
         );
         Stub { dir, log }
@@ -205,6 +211,13 @@ impl Stub {
     }
     pub fn calls(&self) -> Vec<String> {
         read(&self.log).lines().map(str::to_string).collect()
+    }
+    /// What each `users create` read from its stdin (two lines, `|`-joined) and whether it had a terminal.
+    pub fn stdin(&self) -> Vec<String> {
+        read(&self.dir.path().join("stdin.log"))
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
     /// Another recording program next to `airflow` (e.g. `python`): logs `NAME args|AIRFLOW__CORE__EXECUTOR`.
     pub fn add_program(&self, name: &str) {
