@@ -7,5 +7,5 @@ pub const ASTRONOMER_UID: u32 = 50000;
 /// The platform UID allowed to step down to astro (the original's `_apt`/UID 100 with gosu).
 pub const PLATFORM_UID: u32 = 100;
 pub const ORG: &str = "astronomer";
-/// The binaries of the workspace copied into the image: (cargo binary name, context path).
+/// The workspace's binaries copied into the image (cargo binary names; the build context's `bin/<name>`).
 pub const RUNTIME_BINARIES: [&str; 3] = ["entrypoint", "tini", "clean-airflow-logs"];

@@ -32,12 +32,9 @@ pub fn requirements(release: &Release) -> Vec<String> {
 
 /// uv's `--exclude-newer` bound: the day after the release date (uv reads a date as its midnight UTC), so
 /// everything published on the release day itself, Airflow included, is in.
-pub fn exclude_newer(released: &str) -> anyhow::Result<String> {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let day = time::Date::parse(released, &fmt)
-        .with_context(|| format!("released {released:?} is not YYYY-MM-DD"))?;
-    let next = day.next_day().context("date overflow")?;
-    Ok(next.format(&fmt)?)
+pub fn exclude_newer(released: time::Date) -> anyhow::Result<String> {
+    let next = released.next_day().context("date overflow")?;
+    Ok(next.format(crate::release::DATE)?)
 }
 
 /// The wheel platform of the image: x86_64 manylinux at the distro's glibc, so no wheel needing a newer glibc
@@ -59,7 +56,7 @@ pub fn compile_args(release: &Release, input: &Path, output: &Path) -> anyhow::R
         "compile".into(),
         input.display().to_string(),
         "--exclude-newer".into(),
-        exclude_newer(&release.released)?,
+        exclude_newer(release.released)?,
         "--python-version".into(),
         release.python.clone(),
         "--python-platform".into(),
@@ -82,7 +79,7 @@ pub fn header(release: &Release, uv_version: &str) -> anyhow::Result<String> {
         airflow = release.airflow,
         distro = release.distro,
         python = release.python,
-        newer = exclude_newer(&release.released)?,
+        newer = exclude_newer(release.released)?,
         platform = python_platform(&release.distro),
     );
     for r in requirements(release) {
@@ -246,7 +243,7 @@ mod tests {
 
     fn release() -> Release {
         Release {
-            released: "2025-02-28".into(),
+            released: time::macros::date!(2025 - 02 - 28),
             packages: vec!["apache-airflow-providers-elasticsearch".into()],
             ..Release::sample()
         }
@@ -277,9 +274,9 @@ mod tests {
 
     #[test]
     fn exclude_newer_is_the_day_after_release() {
-        assert_eq!(exclude_newer("2025-02-28").unwrap(), "2025-03-01");
-        assert_eq!(exclude_newer("2024-12-31").unwrap(), "2025-01-01");
-        assert!(exclude_newer("28.2.2025").is_err());
+        use time::macros::date;
+        assert_eq!(exclude_newer(date!(2025 - 02 - 28)).unwrap(), "2025-03-01");
+        assert_eq!(exclude_newer(date!(2024 - 12 - 31)).unwrap(), "2025-01-01");
     }
 
     #[test]

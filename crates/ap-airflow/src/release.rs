@@ -36,8 +36,9 @@ pub struct Release {
     pub build: u32,
     pub distro: String,
     pub python: String,
-    /// Release date (YYYY-MM-DD): the lock excludes anything newer.
-    pub released: String,
+    /// Release date (YYYY-MM-DD in the file): the lock excludes anything newer.
+    #[serde(deserialize_with = "date")]
+    pub released: time::Date,
     pub extras: Vec<String>,
     #[serde(default)]
     pub packages: Vec<String>,
@@ -144,7 +145,7 @@ impl Release {
             build: 1,
             distro: "bookworm".into(),
             python: "3.11".into(),
-            released: "2025-02-10".into(),
+            released: time::macros::date!(2025 - 02 - 10),
             extras: vec!["celery".into(), "cncf.kubernetes".into()],
             packages: vec![],
             lock: "locks/x.txt".into(),
@@ -229,6 +230,18 @@ impl ReleaseFile {
     }
 }
 
+/// The format of dates in the release file.
+pub const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// A `YYYY-MM-DD` string of the release file as a date, parsed once.
+fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<time::Date, D::Error> {
+    let text = String::deserialize(d)?;
+    time::Date::parse(&text, DATE).map_err(|_| {
+        serde::de::Error::custom(format!("released {text:?} is not a YYYY-MM-DD date"))
+    })
+}
+
 fn validate(r: &Release) -> Result<(), String> {
     let tag_safe = |s: &str| {
         !s.is_empty()
@@ -280,9 +293,6 @@ fn validate(r: &Release) -> Result<(), String> {
     if r.build == 0 {
         return Err("build numbers start at 1".into());
     }
-    let date = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(&r.released, &date)
-        .map_err(|_| format!("released {:?} is not a YYYY-MM-DD date", r.released))?;
     if r.python.split('.').count() != 2 || r.python.split('.').any(|p| p.parse::<u32>().is_err()) {
         return Err(format!("python {:?} is not MAJOR.MINOR", r.python));
     }
