@@ -10,7 +10,10 @@
 //! * `executors`: LocalExecutor and CeleryExecutor against PostgreSQL and Redis, `/health`, a DAG run to
 //!   success, and `docker stop` of every component within its grace period.
 //! * `users`: started as root, as the platform UID 100 and as an arbitrary UID.
+//! * `chart`: the official Helm chart's invocations (jobs, components, probes, groomer sidecar, grace periods)
+//!   replayed with `docker run` against PostgreSQL and Redis.
 
+mod chart;
 mod executors;
 mod harness;
 mod image;
