@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod attach;
 pub mod base;
 pub mod build;
 pub mod compress;
@@ -16,8 +17,10 @@ pub mod output;
 pub mod publish;
 pub mod registry;
 pub mod release;
+pub mod sbom;
 pub mod tags;
 pub mod verify;
+pub mod verify_published;
 pub mod workspace;
 
 /// What every subcommand may need: where the release file is.

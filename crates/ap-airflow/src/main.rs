@@ -3,7 +3,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use ap_airflow::{base, build, lock, next_build, publish, tags, verify, Context};
+use ap_airflow::{
+    base, build, lock, next_build, publish, sbom, tags, verify, verify_published, Context,
+};
 
 /// Builds, verifies and publishes Astronomer Core's Airflow images.
 #[derive(Debug, Parser)]
@@ -32,6 +34,10 @@ enum Command {
     Publish(publish::Args),
     /// Report the next free build number of a release line in a registry.
     NextBuild(next_build::Args),
+    /// Print the SPDX 2.3 SBOM of a local image (the one publish attaches).
+    Sbom(sbom::Args),
+    /// Check that a published tag's digest is signed by a key and has an SBOM attached.
+    VerifyPublished(verify_published::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +53,8 @@ fn main() -> ExitCode {
         Command::Tags(a) => tags::run(&ctx, a),
         Command::Publish(a) => publish::run(&ctx, a),
         Command::NextBuild(a) => next_build::run(&ctx, a),
+        Command::Sbom(a) => sbom::run(&ctx, a),
+        Command::VerifyPublished(a) => verify_published::run(&ctx, a),
     };
     result.unwrap_or_else(|e| {
         // One line: the error and its causes, never a backtrace or a wall of text.

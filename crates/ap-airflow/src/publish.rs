@@ -58,6 +58,18 @@ pub struct Args {
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: Compression,
+    /// Sign the digest each immutable tag points at (the index) as `cosign sign --key` does: a PKCS#8 PEM ECDSA
+    /// P-256 private key. From the environment, AP_AIRFLOW_SIGN_KEY may hold the path or the PEM itself.
+    #[arg(
+        long,
+        value_name = "KEY.pem",
+        env = "AP_AIRFLOW_SIGN_KEY",
+        hide_env_values = true
+    )]
+    pub sign_key: Option<String>,
+    /// Attach no SBOM (the SBOM probe needs /bin/sh in the image).
+    #[arg(long, env = "AP_AIRFLOW_NO_SBOM")]
+    pub no_sbom: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -353,6 +365,12 @@ pub fn read_remote(
 
 struct Run<'a> {
     dry_run: bool,
+    ctx: &'a Context,
+    release: String,
+    no_sbom: bool,
+    signer: Option<crate::attach::Signer>,
+    /// SBOM documents by subject digest, made once per run.
+    sboms: HashMap<String, Vec<u8>>,
     opts: crate::registry::Options,
     clients: HashMap<String, Client>,
     /// Per registry: blob digest → a repository that holds it (seen or pushed this run), for cross-repo mounts.
@@ -498,6 +516,8 @@ impl Run<'_> {
                             self.remember(repo, &s.identity, b);
                             targets.insert(s.flavour, b.clone());
                             digest = b.top.digest.clone();
+                            // A previous run may have stopped before its attachments: they are completed here.
+                            self.attach(repo, s.flavour, &b.top, &s.tag, &tags)?;
                         }
                     } else if let Some(t) = targets.get(&s.flavour) {
                         digest = t.top.digest.clone();
@@ -520,6 +540,7 @@ impl Run<'_> {
                         self.remember(repo, &s.identity, &bundle);
                     }
                     digest = bundle.top.digest.clone();
+                    self.attach(repo, s.flavour, &bundle.top, &s.tag, &tags)?;
                     targets.insert(s.flavour, bundle);
                     "published".to_owned()
                 }
@@ -552,6 +573,135 @@ impl Run<'_> {
                     action
                 },
             });
+        }
+        Ok(())
+    }
+
+    /// SBOM and signature of the digest an immutable tag points at, each unless already there.
+    fn attach(
+        &mut self,
+        repo: &Repository,
+        flavour: Flavour,
+        top: &Manifest,
+        tag: &str,
+        tags: &[String],
+    ) -> anyhow::Result<()> {
+        use crate::attach;
+        let dry = self.dry_run;
+        let subject = Blob {
+            digest: top.digest.clone(),
+            size: top.bytes.len() as u64,
+        };
+        if !self.no_sbom {
+            let sbom_tag = attach::cosign_tag(&top.digest, ".sbom");
+            if tags.contains(&sbom_tag) {
+                say(&format!("  skip sbom {sbom_tag} (attached)"));
+            } else {
+                say(&format!("  attach sbom {repo}:{sbom_tag}"));
+                if !dry {
+                    let doc = self.sbom_for(flavour, &top.digest, tag)?;
+                    let art = attach::sbom_artifact(&doc, &subject);
+                    self.push_artifact(repo, &art)?;
+                    let digest = art.digest();
+                    let client = self.client(repo)?;
+                    client.put_manifest(
+                        &repo.name,
+                        &digest,
+                        &art.manifest,
+                        crate::local::OCI_MANIFEST,
+                    )?;
+                    if client.last_oci_subject.as_deref() == Some(top.digest.as_str()) {
+                        say("    (registry indexed it as a referrer: OCI 1.1 referrers API)");
+                    }
+                    client.put_manifest(
+                        &repo.name,
+                        &sbom_tag,
+                        &art.manifest,
+                        crate::local::OCI_MANIFEST,
+                    )?;
+                }
+            }
+        }
+        if let Some(signer) = &self.signer {
+            let sig_tag = attach::cosign_tag(&top.digest, ".sig");
+            let docker_reference = repo.to_string();
+            let payload = attach::payload(&docker_reference, &top.digest);
+            let payload_digest = crate::registry::client::sha256_digest(&payload);
+            let verifier = signer.verifier();
+            let mut layers = Vec::new();
+            if tags.contains(&sig_tag) {
+                let client = self.client(repo)?;
+                if let Some(m) = client.get_manifest(&repo.name, &sig_tag)? {
+                    layers = attach::sig_layers(&m.bytes);
+                }
+            }
+            if layers
+                .iter()
+                .any(|l| l.blob.digest == payload_digest && verifier.verify(&payload, &l.signature))
+            {
+                say(&format!(
+                    "  skip signature {sig_tag} (signed with this key)"
+                ));
+            } else {
+                say(&format!("  sign {repo}@{} -> {repo}:{sig_tag}", top.digest));
+                if !dry {
+                    let signer = self.signer.as_ref().expect("checked above");
+                    let (layer, blob) =
+                        attach::new_signature(signer, &docker_reference, &top.digest)?;
+                    layers.push(layer);
+                    let art = attach::signature_artifact(&layers, vec![blob]);
+                    self.push_artifact(repo, &art)?;
+                    let client = self.client(repo)?;
+                    client.put_manifest(
+                        &repo.name,
+                        &sig_tag,
+                        &art.manifest,
+                        crate::local::OCI_MANIFEST,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sbom_for(&mut self, flavour: Flavour, digest: &str, tag: &str) -> anyhow::Result<Vec<u8>> {
+        if let Some(d) = self.sboms.get(digest) {
+            return Ok(d.clone());
+        }
+        let image = &self.images[&flavour].images[0];
+        say(&format!("  probing {} for its SBOM", image.reference));
+        let (doc, problems) = crate::sbom::make(
+            self.ctx,
+            &image.reference,
+            Some(&self.release),
+            tag,
+            digest,
+            &image.config,
+        )?;
+        if !problems.is_empty() {
+            bail!(
+                "the SBOM of {} disagrees with the lock: {}",
+                image.reference,
+                problems.join("; ")
+            );
+        }
+        self.sboms.insert(digest.to_owned(), doc.clone());
+        Ok(doc)
+    }
+
+    /// Small blobs from memory, then nothing else: the caller puts the manifest.
+    fn push_artifact(
+        &mut self,
+        repo: &Repository,
+        art: &crate::attach::Artifact,
+    ) -> anyhow::Result<()> {
+        let client = self.client(repo)?;
+        for (blob, bytes) in &art.blobs {
+            if client.blob_exists(&repo.name, &blob.digest)? {
+                continue;
+            }
+            let loc = client.start_upload(&repo.name)?;
+            client.finish_upload(&repo.name, &loc, &blob.digest, blob.size, &mut &bytes[..])?;
         }
         Ok(())
     }
@@ -736,6 +886,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         .source_repository
         .clone()
         .unwrap_or_else(|| file.defaults.repository.clone());
+    let signer = match &args.sign_key {
+        Some(k) => Some(crate::attach::Signer::load(k)?),
+        None => None,
+    };
     // Reach every registry first: one that is down or refuses the credentials fails now, not after `docker save`.
     let opts = args.registry.options();
     let mut clients: HashMap<String, Client> = HashMap::new();
@@ -786,6 +940,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut run = Run {
         dry_run: args.dry_run,
+        ctx,
+        release: release.name(),
+        no_sbom: args.no_sbom,
+        signer,
+        sboms: HashMap::new(),
         opts,
         clients,
         known: HashMap::new(),

@@ -1,8 +1,9 @@
 //! Credentials and `WWW-Authenticate` challenges.
 //!
-//! Sources, first match wins: `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` (CI secrets, one registry per run), then the
-//! `auths` entry of Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`) whose key
-//! names the registry. Credential helpers (`credsStore`, `credHelpers`) are not run.
+//! Sources, first match wins: `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` (CI secrets, one registry per run), then
+//! Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`) as Docker reads it: the
+//! registry's `credHelpers` entry, else `credsStore`, runs `docker-credential-<name> get` (server on stdin, JSON on
+//! stdout); else the `auths` entry whose key names the registry.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,6 +76,10 @@ fn docker_config_path() -> Option<PathBuf> {
 struct ConfigFile {
     #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -100,10 +105,91 @@ fn config_key_registry(key: &str) -> String {
     }
 }
 
+/// What a credential helper is asked for: Docker Hub's legacy URL, else the registry host.
+fn helper_server(registry: &str) -> String {
+    if registry == DOCKER_HUB {
+        "https://index.docker.io/v1/".to_owned()
+    } else {
+        registry.to_owned()
+    }
+}
+
+/// `docker-credential-<helper> get`, as Docker runs it. Not found → None.
+pub fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, String> {
+    use std::io::Write as _;
+    let program = format!("docker-credential-{helper}");
+    let mut child = std::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot run credential helper {program} (from Docker's config.json): {e}")
+        })?;
+    let server = helper_server(registry);
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("credential helper {program}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        // Docker treats this answer as "no credentials", not as an error.
+        if stdout.contains("credentials not found") {
+            return Ok(None);
+        }
+        // stderr and stdout may hold anything; only the first line of stdout is shown (helpers print errors there).
+        let first = stdout
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        return Err(format!(
+            "credential helper {program} failed for {server}: {first}"
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let a: Answer = serde_json::from_str(&stdout).map_err(|_| {
+        format!("credential helper {program} answered something that is not its JSON")
+    })?;
+    if a.username == "<token>" {
+        return Err(format!(
+            "credential helper {program} holds an identity token for {server}; log in with a username and password"
+        ));
+    }
+    Ok(Some(Credentials {
+        username: a.username,
+        password: a.secret,
+        source: format!("credential helper {program}"),
+    }))
+}
+
 pub fn from_config(path: &Path, text: &str, registry: &str) -> Result<Option<Credentials>, String> {
     let file: ConfigFile = serde_json::from_str(text)
         .map_err(|e| format!("malformed Docker config {}: {e}", path.display()))?;
     let want = registry.to_ascii_lowercase();
+    let helper = file
+        .cred_helpers
+        .iter()
+        .find(|(k, _)| config_key_registry(k) == want)
+        .map(|(_, h)| h.clone())
+        .or(file.creds_store.clone())
+        .filter(|h| !h.is_empty());
+    if let Some(h) = helper {
+        if let Some(c) = from_helper(&h, &want)? {
+            return Ok(Some(c));
+        }
+    }
     let Some((key, entry)) = file
         .auths
         .iter()

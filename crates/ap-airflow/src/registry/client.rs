@@ -81,6 +81,8 @@ pub struct Client {
     /// Request bodies sent: blob uploads (layers and configs) and manifests.
     pub blob_bytes_sent: u64,
     pub manifest_bytes_sent: u64,
+    /// `OCI-Subject` of the last manifest PUT: the registry indexed its `subject` (OCI 1.1 referrers API).
+    pub last_oci_subject: Option<String>,
 }
 
 fn load_roots(opts: &Options) -> anyhow::Result<RootCerts> {
@@ -226,6 +228,7 @@ impl Client {
             page_size: opts.page_size,
             blob_bytes_sent: 0,
             manifest_bytes_sent: 0,
+            last_oci_subject: None,
         };
         let schemes: &[&str] = if opts.insecure_http {
             &["http"]
@@ -606,6 +609,38 @@ impl Client {
         }))
     }
 
+    /// A blob's bytes (at most `limit`), checked against its digest; None when absent.
+    pub fn get_blob(
+        &mut self,
+        repo: &str,
+        digest: &str,
+        limit: u64,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let scopes = [scope_of(repo, Access::Pull)];
+        let mut resp = self.send(
+            Method::GET,
+            &format!("/v2/{repo}/blobs/{digest}"),
+            &scopes,
+            &[],
+            &[],
+        )?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            _ => {
+                return Err(self.unexpected(&format!("reading blob {digest} of {repo}"), &mut resp))
+            }
+        }
+        let bytes = read_body(&mut resp, limit)?;
+        if sha256_digest(&bytes) != digest {
+            bail!(
+                "registry {}: blob {digest} of {repo} does not hash to its digest",
+                self.registry
+            );
+        }
+        Ok(Some(bytes))
+    }
+
     /// The digest a tag points at, or None when the tag is absent.
     pub fn manifest_digest(
         &mut self,
@@ -650,6 +685,7 @@ impl Client {
         );
         self.manifest_bytes_sent += bytes.len() as u64;
         let mut resp = result?;
+        self.last_oci_subject = header(&resp, "oci-subject").map(String::from);
         match resp.status().as_u16() {
             201 => {
                 let want = sha256_digest(bytes);

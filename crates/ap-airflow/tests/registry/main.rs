@@ -141,6 +141,68 @@ fn compression_is_deterministic_across_runs_and_caches() {
     assert!(again.stdout.contains("sent 0 bytes"), "{again:?}");
 }
 
+/// `--sign-key`: every immutable tag's digest (the index) is signed in cosign's format, checked here with openssl
+/// alone; a re-publish signs nothing again; the key may come from the environment as PEM text;
+/// `verify-published` accepts the key and refuses another one.
+#[test]
+fn signatures_in_cosigns_format_verify_with_openssl() {
+    let reg = Registry::start();
+    let (repo, mirror) = ("astronomer/ap-airflow", "mirror/ap-airflow");
+    let a = Images::new(1, "signed");
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(keys.path());
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_public) = keypair(other.path());
+    let key_arg = key.to_str().unwrap();
+    let out = publish(&a, &[reg.repo(repo)], &["--sign-key", key_arg], &[]);
+    assert_ok(&out);
+    for tag in [IMM, IMM_ON, FLOAT, FLOAT_ON] {
+        assert!(openssl_verifies(&reg, repo, tag, &public), "{tag}: {out:?}");
+        assert!(!openssl_verifies(&reg, repo, tag, &other_public), "{tag}");
+    }
+    let again = publish(&a, &[reg.repo(repo)], &["--sign-key", key_arg], &[]);
+    assert_ok(&again);
+    assert_eq!(again.blob_bytes(), 0, "{again:?}");
+    assert!(again.stderr.contains("signed with this key"), "{again:?}");
+
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let out = publish(
+        &a,
+        &[reg.repo(mirror)],
+        &[],
+        &[("AP_AIRFLOW_SIGN_KEY", &pem)],
+    );
+    assert_ok(&out);
+    assert!(openssl_verifies(&reg, mirror, IMM, &public));
+    assert!(!out.all().contains("PRIVATE KEY"), "{out:?}");
+
+    // verify-published: the signature verifies; no SBOM was attached (--no-sbom), which it reports.
+    let reference = format!("{}:{IMM}", reg.repo(repo));
+    let check = tool(
+        &[
+            "verify-published",
+            &reference,
+            "--key",
+            public.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(check.stdout.contains("signature: ok"), "{check:?}");
+    assert!(check.stdout.contains("sbom: no SBOM attached"), "{check:?}");
+    let wrong = tool(
+        &[
+            "verify-published",
+            &reference,
+            "--key",
+            other_public.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(wrong.stdout.contains("signature: MISSING"), "{wrong:?}");
+}
+
 #[test]
 fn rebuilt_image_under_an_existing_immutable_tag_is_refused() {
     let reg = Registry::start();
@@ -498,6 +560,87 @@ fn auth_and_tls_registry() {
     assert_eq!(out.stdout.trim(), "2");
 }
 
+/// Docker's credential helpers: `credHelpers` for the registry, then `credsStore`, run as
+/// `docker-credential-<name> get` with the server on stdin (a small helper script on PATH).
+#[test]
+fn credential_helpers_from_docker_config() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let reg = Registry::start_secure();
+    let auth = reg.auth.as_ref().unwrap();
+    let ca = auth.ca.to_str().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let helper = |name: &str, body: &str| {
+        let p = bin.path().join(format!("docker-credential-{name}"));
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    helper(
+        "aptest",
+        &format!(
+            r#"[ "$1" = get ] || exit 1
+read server
+echo "$server" >> "$(dirname "$0")/asked"
+case "$server" in
+  127.0.0.1:*) printf '{{"ServerURL":"%s","Username":"{}","Secret":"{}"}}' "$server";;
+  *) echo "credentials not found in native keychain"; exit 1;;
+esac"#,
+            auth.user, auth.password
+        ),
+    );
+    helper("broken", "echo 'boom: keychain locked'; exit 3");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cfg = tempfile::tempdir().unwrap();
+    let config = |json: String| std::fs::write(cfg.path().join("config.json"), json).unwrap();
+    let env = [
+        ("DOCKER_CONFIG", cfg.path().to_str().unwrap()),
+        ("PATH", path.as_str()),
+    ];
+    let repo = "astronomer/ap-airflow";
+    let a = Images::new(1, "helper");
+
+    // credHelpers names the helper for this registry (a wrong auths entry is not used).
+    config(format!(
+        r#"{{"auths":{{"{}":{{"auth":"{}"}}}},"credHelpers":{{"{}":"aptest"}}}}"#,
+        reg.host(),
+        base64_encode("publisher:wrong"),
+        reg.host()
+    ));
+    let out = publish(&a, &[reg.repo(repo)], &["--ca-cert", ca], &env);
+    assert_ok(&out);
+    assert_published(&reg, repo);
+    assert!(!out.all().contains(&auth.password));
+    let asked = std::fs::read_to_string(bin.path().join("asked")).unwrap();
+    assert_eq!(asked.lines().next(), Some(reg.host().as_str()));
+
+    // credsStore for every registry.
+    config(r#"{"credsStore":"aptest"}"#.to_owned());
+    let to = reg.repo(repo);
+    let out = tool(
+        &["next-build", RELEASE, "--repo", &to, "--ca-cert", ca],
+        &env,
+    );
+    assert_ok(&out);
+    assert_eq!(out.stdout.trim(), "2");
+
+    // A failing helper is named, its error shown in one line.
+    config(r#"{"credsStore":"broken"}"#.to_owned());
+    let out = tool(
+        &["next-build", RELEASE, "--repo", &to, "--ca-cert", ca],
+        &env,
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("credential helper docker-credential-broken failed"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("boom"), "{out:?}");
+}
+
 fn base64_encode(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -705,14 +848,51 @@ fn real_image_publish_pull_and_run() {
     let reg = Registry::start();
     let repo = "astronomer/ap-airflow";
     let cache = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(keys.path());
     let out = tool(
-        &["publish", &line, "--from", &src, "--to", &reg.repo(repo)],
-        &[("XDG_CACHE_HOME", cache.path().to_str().unwrap())],
+        &[
+            "publish",
+            &line,
+            "--from",
+            &src,
+            "--to",
+            &reg.repo(repo),
+            "--sign-key",
+            key.to_str().unwrap(),
+        ],
+        &[
+            ("XDG_CACHE_HOME", cache.path().to_str().unwrap()),
+            ("AP_AIRFLOW_NO_SBOM", "false"),
+        ],
     );
     assert_ok(&out);
     eprintln!("{}", out.stdout);
+    // Every immutable tag: signed (openssl checks it too) and an SBOM attached, as verify-published says.
+    for f in plan.as_array().unwrap() {
+        let imm = f["immutable"].as_str().unwrap();
+        let reference = format!("{}:{imm}", reg.repo(repo));
+        let check = tool(
+            &[
+                "verify-published",
+                &reference,
+                "--key",
+                public.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_ok(&check);
+        assert!(check.stdout.contains("signature: ok"), "{check:?}");
+        assert!(check.stdout.contains("sbom: ok"), "{check:?}");
+        assert!(openssl_verifies(&reg, repo, imm, &public), "{imm}");
+    }
     let layout = tempfile::tempdir().unwrap();
-    for tag in reg.tags(repo) {
+    // The image tags (cosign's sha256-<hex>.sig/.sbom tags hold attachments, not images).
+    for tag in reg
+        .tags(repo)
+        .into_iter()
+        .filter(|t| !t.starts_with("sha256-"))
+    {
         assert_index_of_gzip_layers(&reg, repo, &tag);
         let copied = skopeo_copy(&reg, repo, &tag, layout.path());
         assert_eq!(Some(copied), reg.digest(repo, &tag), "{tag}");
