@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 /// At most this long to connect to one address.
 pub const TIMEOUT: Duration = Duration::from_millis(1000);
 /// A whole attempt at one target — resolving its name, connecting, the exchange — ends within this, however the
-/// server behaves (a byte now and then does not keep it alive).
+/// server behaves (a byte now and then does not keep it alive): [`crate::wait::attempt`] abandons it then.
 pub const ATTEMPT: Duration = Duration::from_millis(2000);
+/// The probe's own deadline: a little before [`ATTEMPT`], so that it reports in time.
+const PROBE_DEADLINE: Duration = Duration::from_millis(1800);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -97,7 +99,7 @@ fn short(e: &io::Error) -> String {
 /// One attempt at `t`, over within [`ATTEMPT`] (name resolution aside: [`crate::wait::attempt`] runs this in a
 /// thread it can abandon).
 pub fn probe(t: &Target) -> Outcome {
-    let dl = Deadline(Instant::now() + ATTEMPT);
+    let dl = Deadline(Instant::now() + PROBE_DEADLINE);
     let mut c = match connect(&t.endpoint, dl) {
         Ok(c) => c,
         Err(e) => return Outcome::NotReady(e),

@@ -17,8 +17,6 @@ pub const DEFAULT_SLEEP: Duration = Duration::from_millis(250);
 /// The shortest pause between attempts: a smaller `CONNECTION_CHECK_SLEEP_TIME` (0 included) is raised to it,
 /// so waiting never spins.
 pub const MIN_SLEEP: Duration = Duration::from_millis(100);
-/// How long past [`crate::probe::ATTEMPT`] an attempt's thread may take to report before it is abandoned.
-const GRACE: Duration = Duration::from_millis(250);
 /// Abandoned attempts (stuck in a name lookup) still running at most; beyond that an attempt is not started.
 const MAX_STUCK: usize = 4;
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(9);
@@ -104,10 +102,10 @@ pub fn pause(sigs: &Signals, d: Duration) -> Option<libc::c_int> {
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 /// One probe of `t` in a helper thread; this thread waits for its result or a signal. A stopping signal ends
-/// it at once; an attempt that has not reported within [`crate::probe::ATTEMPT`] (plus a little) is abandoned
+/// it at once; an attempt that has not reported within [`crate::probe::ATTEMPT`] is abandoned
 /// as timed out — its thread finishes on its own, and is never waited for.
 pub fn attempt(sigs: &Signals, t: &Target) -> Probed {
-    attempt_with(sigs, t, crate::probe::probe, crate::probe::ATTEMPT + GRACE)
+    attempt_with(sigs, t, crate::probe::probe, crate::probe::ATTEMPT)
 }
 
 fn attempt_with(
