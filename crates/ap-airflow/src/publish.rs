@@ -371,6 +371,8 @@ struct Run<'a> {
     signer: Option<crate::attach::Signer>,
     /// SBOM documents by subject digest, made once per run.
     sboms: HashMap<String, Vec<u8>>,
+    /// Per registry and subject digest: a repository holding its `.sbom` artifact (copied, not remade, elsewhere).
+    sbom_held: HashMap<(String, String), String>,
     opts: crate::registry::Options,
     clients: HashMap<String, Client>,
     /// Per registry: blob digest → a repository that holds it (seen or pushed this run), for cross-repo mounts.
@@ -594,8 +596,49 @@ impl Run<'_> {
         };
         if !self.no_sbom {
             let sbom_tag = attach::cosign_tag(&top.digest, ".sbom");
+            let key = (repo.registry.clone(), top.digest.clone());
+            let held = self
+                .sbom_held
+                .get(&key)
+                .filter(|r| **r != repo.name)
+                .cloned();
             if tags.contains(&sbom_tag) {
                 say(&format!("  skip sbom {sbom_tag} (attached)"));
+                self.sbom_held
+                    .entry(key)
+                    .or_insert_with(|| repo.name.clone());
+            } else if let Some(from) = held {
+                // Another repository of this registry holds it: the same artifact, its blobs mounted.
+                say(&format!(
+                    "  attach sbom {repo}:{sbom_tag} (copied from {from})"
+                ));
+                if !dry {
+                    let client = self.client(repo)?;
+                    let m = client
+                        .get_manifest(&from, &sbom_tag)?
+                        .ok_or_else(|| anyhow::anyhow!("{from}:{sbom_tag} vanished"))?;
+                    let v: serde_json::Value = serde_json::from_slice(&m.bytes)?;
+                    for d in v["layers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .chain([&v["config"]])
+                    {
+                        let digest = d["digest"].as_str().unwrap_or_default();
+                        if !client.blob_exists(&repo.name, digest)? {
+                            if let Mount::Upload(_) =
+                                client.mount_blob(&repo.name, digest, &from)?
+                            {
+                                bail!(
+                                    "registry {} did not mount {digest} from {from}",
+                                    repo.registry
+                                );
+                            }
+                        }
+                    }
+                    client.put_manifest(&repo.name, &m.digest, &m.bytes, &m.media_type)?;
+                    client.put_manifest(&repo.name, &sbom_tag, &m.bytes, &m.media_type)?;
+                }
             } else {
                 say(&format!("  attach sbom {repo}:{sbom_tag}"));
                 if !dry {
@@ -613,6 +656,10 @@ impl Run<'_> {
                     if client.last_oci_subject.as_deref() == Some(top.digest.as_str()) {
                         say("    (registry indexed it as a referrer: OCI 1.1 referrers API)");
                     }
+                    self.sbom_held
+                        .entry(key)
+                        .or_insert_with(|| repo.name.clone());
+                    let client = self.client(repo)?;
                     client.put_manifest(
                         &repo.name,
                         &sbom_tag,
@@ -689,19 +736,43 @@ impl Run<'_> {
         Ok(doc)
     }
 
-    /// Small blobs from memory, then nothing else: the caller puts the manifest.
+    /// Small blobs from memory (mounted when another repository of the registry has them); the caller puts the
+    /// manifest.
     fn push_artifact(
         &mut self,
         repo: &Repository,
         art: &crate::attach::Artifact,
     ) -> anyhow::Result<()> {
-        let client = self.client(repo)?;
         for (blob, bytes) in &art.blobs {
-            if client.blob_exists(&repo.name, &blob.digest)? {
-                continue;
+            let from = self
+                .known
+                .get(&repo.registry)
+                .and_then(|m| m.get(&blob.digest))
+                .filter(|r| **r != repo.name)
+                .cloned();
+            let client = self.client(repo)?;
+            if !client.blob_exists(&repo.name, &blob.digest)? {
+                let loc = match from {
+                    Some(from) => match client.mount_blob(&repo.name, &blob.digest, &from)? {
+                        Mount::Mounted => None,
+                        Mount::Upload(loc) => Some(loc),
+                    },
+                    None => Some(client.start_upload(&repo.name)?),
+                };
+                if let Some(loc) = loc {
+                    client.finish_upload(
+                        &repo.name,
+                        &loc,
+                        &blob.digest,
+                        blob.size,
+                        &mut &bytes[..],
+                    )?;
+                }
             }
-            let loc = client.start_upload(&repo.name)?;
-            client.finish_upload(&repo.name, &loc, &blob.digest, blob.size, &mut &bytes[..])?;
+            self.known
+                .entry(repo.registry.clone())
+                .or_default()
+                .insert(blob.digest.clone(), repo.name.clone());
         }
         Ok(())
     }
@@ -945,6 +1016,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         no_sbom: args.no_sbom,
         signer,
         sboms: HashMap::new(),
+        sbom_held: HashMap::new(),
         opts,
         clients,
         known: HashMap::new(),

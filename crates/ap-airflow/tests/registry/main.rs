@@ -886,6 +886,42 @@ fn real_image_publish_pull_and_run() {
         assert!(check.stdout.contains("sbom: ok"), "{check:?}");
         assert!(openssl_verifies(&reg, repo, imm, &public), "{imm}");
     }
+    // A second repository of the registry: layers and SBOM mounted, manifests and a signature sent, no probe run.
+    let mirror = "mirror/ap-airflow";
+    let out = tool(
+        &[
+            "publish",
+            &line,
+            "--from",
+            &src,
+            "--to",
+            &reg.repo(repo),
+            "--to",
+            &reg.repo(mirror),
+            "--sign-key",
+            key.to_str().unwrap(),
+        ],
+        &[
+            ("XDG_CACHE_HOME", cache.path().to_str().unwrap()),
+            ("AP_AIRFLOW_NO_SBOM", "false"),
+        ],
+    );
+    assert_ok(&out);
+    assert!(out.blob_bytes() < 64 << 10, "{out:?}");
+    assert!(!out.stderr.contains("probing"), "{out:?}");
+    for f in plan.as_array().unwrap() {
+        let reference = format!("{}:{}", reg.repo(mirror), f["immutable"].as_str().unwrap());
+        let check = tool(
+            &[
+                "verify-published",
+                &reference,
+                "--key",
+                public.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_ok(&check);
+    }
     let layout = tempfile::tempdir().unwrap();
     // The image tags (cosign's sha256-<hex>.sig/.sbom tags hold attachments, not images).
     for tag in reg
