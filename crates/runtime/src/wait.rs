@@ -133,7 +133,6 @@ fn attempt_with(
     RUNNING.fetch_add(1, Ordering::SeqCst);
     let spawned = std::thread::Builder::new()
         .name("probe".into())
-        .stack_size(256 * 1024)
         .spawn(move || {
             let _ = tx.send(probe(&target));
             drop(write_end);
@@ -247,6 +246,32 @@ mod tests {
         Option<&'static str>,
         std::result::Result<Option<Policy>, ()>,
     );
+
+    #[test]
+    fn an_overrunning_attempt_is_abandoned_in_time() {
+        let sigs = Signals::take_over().unwrap();
+        let crate::url::Parsed::Targets(t) = crate::url::parse("redis://r").unwrap() else {
+            panic!()
+        };
+        let slow: fn(&Target) -> Outcome = |_| {
+            std::thread::sleep(Duration::from_secs(3));
+            Outcome::Ready
+        };
+        let start = Instant::now();
+        let got = attempt_with(&sigs, &t[0], slow, Duration::from_millis(200));
+        assert_eq!(got, Probed::Done(Outcome::NotReady("timed out".into())));
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        let quick: fn(&Target) -> Outcome = |_| Outcome::Ready;
+        assert_eq!(
+            attempt_with(&sigs, &t[0], quick, Duration::from_secs(2)),
+            Probed::Done(Outcome::Ready)
+        );
+        sigs.restore().unwrap();
+    }
 
     #[test]
     fn long_target_lists_are_cut() {
