@@ -212,3 +212,24 @@ fn requirements_allow_providers_and_an_unpinned_airflow() {
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("lists no requirements"), "{out}");
 }
+
+#[test]
+fn requirements_expand_environment_variables_as_pip_does() {
+    // pip replaces ${NAME} from the environment before it reads the requirement.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("requirements.txt");
+    std::fs::write(&file, "toolz\n${AIRFLOW_PKG}==2.9\n${UNSET_PKG}==1\n").unwrap();
+    let out = Command::new("sh")
+        .arg(script("ap-onbuild-requirements"))
+        .arg("--check")
+        .arg(&file)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("AIRFLOW_PKG", "apache-airflow")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(":2:${AIRFLOW_PKG}==2.9"), "{err}");
+    assert!(!err.contains("UNSET_PKG"), "{err}");
+}
