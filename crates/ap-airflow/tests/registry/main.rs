@@ -203,6 +203,48 @@ fn signatures_in_cosigns_format_verify_with_openssl() {
     assert!(wrong.stdout.contains("signature: MISSING"), "{wrong:?}");
 }
 
+/// `--compression zstd`: tar+zstd layers that containerd and skopeo read; the same image already published with gzip
+/// layers is the same image (same IDs), so a zstd publish over it changes nothing.
+#[test]
+fn zstd_layers_pull_with_containerd_and_skopeo() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let a = Images::new(1, "zstd");
+    let out = publish(&a, &[reg.repo(repo)], &["--compression", "zstd"], &[]);
+    assert_ok(&out);
+    let index: serde_json::Value = serde_json::from_slice(&reg.manifest(repo, IMM)).unwrap();
+    let child = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let m: serde_json::Value = serde_json::from_slice(&reg.manifest(repo, &child)).unwrap();
+    for l in m["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+        let blob = reg.blob(repo, l["digest"].as_str().unwrap());
+        assert_eq!(&blob[..4], &[0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
+    }
+    let layout = tempfile::tempdir().unwrap();
+    for tag in [IMM, IMM_ON, FLOAT, FLOAT_ON] {
+        assert_eq!(
+            Some(skopeo_copy(&reg, repo, tag, layout.path())),
+            reg.digest(repo, tag)
+        );
+    }
+    ctr_pull(&format!("{}:{IMM}", reg.repo(repo)));
+
+    let gz = "gzip/ap-airflow";
+    assert_ok(&publish(&a, &[reg.repo(gz)], &[], &[]));
+    let before = reg.state(gz);
+    let out = publish(&a, &[reg.repo(gz)], &["--compression", "zstd"], &[]);
+    assert_ok(&out);
+    assert!(
+        out.stderr.contains("already published with this image ID"),
+        "{out:?}"
+    );
+    assert_eq!(out.blob_bytes(), 0);
+    assert_eq!(reg.state(gz), before);
+}
+
 #[test]
 fn rebuilt_image_under_an_existing_immutable_tag_is_refused() {
     let reg = Registry::start();
