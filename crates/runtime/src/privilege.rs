@@ -1,4 +1,4 @@
-//! Who the entrypoint runs as (README: "Privilege").
+//! Who the entrypoint runs as (docs/runtime.md, "Identity").
 //!
 //! * `ASTRONOMER_UID` (default 50000) → nothing to do (checked first, as the seed does: `ASTRONOMER_UID=0`
 //!   keeps root);
