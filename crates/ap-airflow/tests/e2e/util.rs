@@ -763,8 +763,8 @@ impl Project {
     }
 }
 
-/// The onbuild pip step trusts the PEM text of the `PIP_CA_PEM` build arg (docs/images.md, "CA certificates": onbuild
-/// builds"). One argument is capped at 128 KiB by the kernel, so a whole system bundle does not fit: pass the CA of
+/// The onbuild pip step trusts the PEM text of the `PIP_CA_PEM` build arg (docs/images.md, "CA certificates", for
+/// onbuild builds). One argument is capped at 128 KiB by the kernel, so a whole system bundle does not fit: pass the CA of
 /// the proxy only. Taken from `AP_AIRFLOW_E2E_CA_PEM` (a file), else the locally added CAs in
 /// /usr/local/share/ca-certificates, else `PIP_CERT` / `SSL_CERT_FILE` when small enough; none: no build arg.
 pub fn ca_pem() -> Option<String> {
