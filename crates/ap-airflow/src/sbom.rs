@@ -487,7 +487,7 @@ pub fn probe_image(image: &str) -> anyhow::Result<Probe> {
         .context("cannot run docker")?;
     if !out.status.success() {
         bail!(
-            "cannot run the SBOM probe in {image} (it needs /bin/sh): {}",
+            "cannot run the SBOM probe in {image} (it needs /bin/sh; publish --no-sbom skips SBOMs): {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
