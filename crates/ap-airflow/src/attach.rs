@@ -16,7 +16,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _, UnparsedPublicKey};
 use serde_json::{json, Value};
 
-use crate::local::{sha256_hex, Blob, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use crate::local::{sha256_hex, Blob, OCI_CONFIG, OCI_MANIFEST};
 
 pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -48,8 +48,8 @@ impl Artifact {
     }
 }
 
-/// The SBOM artifact for `subject` (the index: digest and size).
-pub fn sbom_artifact(sbom: &[u8], subject: &Blob) -> Artifact {
+/// The SBOM artifact for `subject` (the index, or the manifest an older publish left: digest, size, media type).
+pub fn sbom_artifact(sbom: &[u8], subject: &Blob, subject_type: &str) -> Artifact {
     let (config, layer) = (blob_of(EMPTY_CONFIG), blob_of(sbom));
     let manifest = json!({
         "schemaVersion": 2,
@@ -57,7 +57,7 @@ pub fn sbom_artifact(sbom: &[u8], subject: &Blob) -> Artifact {
         "artifactType": crate::sbom::SPDX_ARTIFACT_TYPE,
         "config": {"mediaType": EMPTY_CONFIG_TYPE, "digest": config.digest, "size": config.size},
         "layers": [{"mediaType": crate::sbom::SPDX_MEDIA_TYPE, "digest": layer.digest, "size": layer.size}],
-        "subject": {"mediaType": OCI_INDEX, "digest": subject.digest, "size": subject.size},
+        "subject": {"mediaType": subject_type, "digest": subject.digest, "size": subject.size},
     });
     Artifact {
         blobs: vec![(config, EMPTY_CONFIG.to_vec()), (layer, sbom.to_vec())],

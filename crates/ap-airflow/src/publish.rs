@@ -643,7 +643,7 @@ impl Run<'_> {
                 say(&format!("  attach sbom {repo}:{sbom_tag}"));
                 if !dry {
                     let doc = self.sbom_for(flavour, &top.digest, tag)?;
-                    let art = attach::sbom_artifact(&doc, &subject);
+                    let art = attach::sbom_artifact(&doc, &subject, &top.media_type);
                     self.push_artifact(repo, &art)?;
                     let digest = art.digest();
                     let client = self.client(repo)?;

@@ -245,6 +245,36 @@ fn zstd_layers_pull_with_containerd_and_skopeo() {
     assert_eq!(reg.state(gz), before);
 }
 
+/// What an older version of the tool published (Docker schema 2, uncompressed layers) holds the same image: a gzip
+/// re-publish changes nothing, and a rebuild over it is still refused.
+#[test]
+fn an_older_uncompressed_publish_is_the_same_image() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let a = Images::new(1, "old");
+    push_uncompressed(&reg, repo, &format!("{}:{IMM}", a.repo), &[IMM, FLOAT]);
+    push_uncompressed(
+        &reg,
+        repo,
+        &format!("{}:{IMM_ON}", a.repo),
+        &[IMM_ON, FLOAT_ON],
+    );
+    let before = reg.state(repo);
+    let out = publish(&a, &[reg.repo(repo)], &[], &[]);
+    assert_ok(&out);
+    assert!(
+        out.stderr.contains("already published with this image ID"),
+        "{out:?}"
+    );
+    assert_eq!(out.blob_bytes(), 0, "{out:?}");
+    assert_eq!(reg.state(repo), before);
+    let b = Images::new(1, "rebuilt");
+    let out = publish(&b, &[reg.repo(repo)], &[], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("refused"), "{out:?}");
+    assert_eq!(reg.state(repo), before);
+}
+
 #[test]
 fn rebuilt_image_under_an_existing_immutable_tag_is_refused() {
     let reg = Registry::start();

@@ -739,3 +739,79 @@ pub fn openssl_verifies(reg: &Registry, repo: &str, tag: &str, public: &Path) ->
     }
     false
 }
+
+impl Registry {
+    /// Uploads a blob (monolithic: POST, then PUT with the digest); returns its digest.
+    pub fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        use sha2::Digest as _;
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+        let scheme = if self.auth.is_some() { "https" } else { "http" };
+        let req = ureq::http::Request::post(format!(
+            "{scheme}://{}/v2/{repo}/blobs/uploads/",
+            self.host()
+        ))
+        .body(Vec::new())
+        .unwrap();
+        let resp = self.agent().run(req).unwrap();
+        assert_eq!(resp.status().as_u16(), 202, "POST upload");
+        let loc = resp.headers()["location"].to_str().unwrap().to_owned();
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let url = if loc.starts_with("http") {
+            format!("{loc}{sep}digest={digest}")
+        } else {
+            format!("{scheme}://{}{loc}{sep}digest={digest}", self.host())
+        };
+        let req = ureq::http::Request::put(url)
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .unwrap();
+        let resp = self.agent().run(req).unwrap();
+        assert_eq!(resp.status().as_u16(), 201, "PUT blob");
+        digest
+    }
+}
+
+/// What an older version of this tool pushed: a Docker schema 2 manifest with the image's uncompressed layers
+/// (from `docker save`), put under `tags`.
+pub fn push_uncompressed(reg: &Registry, repo: &str, image: &str, tags: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("save.tar");
+    must("docker", &["save", "-o", tar.to_str().unwrap(), image]);
+    must(
+        "tar",
+        &[
+            "-C",
+            dir.path().to_str().unwrap(),
+            "-xf",
+            tar.to_str().unwrap(),
+        ],
+    );
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).unwrap()).unwrap();
+    let config = std::fs::read(dir.path().join(saved[0]["Config"].as_str().unwrap())).unwrap();
+    let config_digest = reg.push_blob(repo, &config);
+    let mut layers = Vec::new();
+    for l in saved[0]["Layers"].as_array().unwrap() {
+        let bytes = std::fs::read(dir.path().join(l.as_str().unwrap())).unwrap();
+        let d = reg.push_blob(repo, &bytes);
+        layers.push(serde_json::json!({
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar",
+            "size": bytes.len(),
+            "digest": d,
+        }));
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": config.len(),
+            "digest": config_digest,
+        },
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    for t in tags {
+        reg.put_manifest(repo, t, &bytes);
+    }
+}
