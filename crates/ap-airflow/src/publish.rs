@@ -1,6 +1,6 @@
 //! `ap-airflow publish`: pushes a release line's images to registries, keeping the tag promise.
 //!
-//! Rules (README "Tags and publishing"):
+//! Rules (docs/publishing.md):
 //! * an immutable tag is written once; present with the same digest → skipped; with another digest → the whole
 //!   repository is refused (nothing written there) and the run exits non-zero;
 //! * a floating tag moves when this run newly wrote the immutable tag, with `--move-floating`, or to complete an

@@ -1,4 +1,4 @@
-//! `clean-airflow-logs`: the log groomer sidecar. See the README section "Log groomer".
+//! `clean-airflow-logs`: the log groomer sidecar. See docs/log-groomer.md.
 
 mod age;
 mod config;

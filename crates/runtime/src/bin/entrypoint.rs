@@ -1,4 +1,4 @@
-//! `/entrypoint`: see the README section "Runtime". All logic lives in `airflow_runtime::entry`.
+//! `/entrypoint`: see docs/runtime.md. All logic lives in `airflow_runtime::entry`.
 #![no_main]
 
 // `no_main`: skip std's start-up (which would set SIGPIPE to ignored before we could record it) and start fast.
