@@ -745,8 +745,8 @@ fn official_helm_chart_invocations_pass_probes_and_stop_in_grace() {
         }
     }
 
-    // The deployment works: the user has the Admin role, the project's DAG was parsed from /opt/airflow/dags, the
-    // groomer removed the expired log only.
+    // The deployment works: the user has the Admin role, the project's DAG was parsed from /opt/airflow/dags and its
+    // plugin loaded, the groomer removed the expired log only.
     let roles = pg
         .sql(
             "airflow",
@@ -770,6 +770,20 @@ fn official_helm_chart_invocations_pass_probes_and_stop_in_grace() {
     parser.check(
         fileloc.as_deref() == Some("/opt/airflow/dags/example_astro.py"),
         &format!("the project's DAG was not parsed from /opt/airflow/dags: {fileloc:?}"),
+    );
+    // …and its plugin is loaded from /opt/airflow/plugins (Airflow's default under the chart's AIRFLOW_HOME).
+    let scheduler = &running[0].0;
+    let plugins = scheduler.exec(
+        &["airflow", "plugins", "--output", "json"],
+        Duration::from_secs(120),
+    );
+    scheduler.check(
+        plugins.ok() && plugins.stdout.contains("example_astro_plugin"),
+        &format!(
+            "`airflow plugins` under the chart's env does not list the project's plugin: exit {:?}\n{}",
+            plugins.code,
+            plugins.both()
+        ),
     );
     if v3 {
         let url = format!("http://127.0.0.1:{}/auth/token", d.ports.web);
