@@ -16,7 +16,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _, UnparsedPublicKey};
 use serde_json::{json, Value};
 
-use crate::local::{sha256_hex, Blob, OCI_CONFIG, OCI_MANIFEST};
+use crate::digest::sha256_digest;
+use crate::local::{Blob, OCI_CONFIG, OCI_MANIFEST};
 
 pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -26,7 +27,7 @@ pub const SIGNATURE_TYPE: &str = "cosign container image signature";
 
 fn blob_of(bytes: &[u8]) -> Blob {
     Blob {
-        digest: format!("sha256:{}", sha256_hex(bytes)),
+        digest: sha256_digest(bytes),
         size: bytes.len() as u64,
     }
 }
@@ -44,7 +45,7 @@ pub struct Artifact {
 
 impl Artifact {
     pub fn digest(&self) -> String {
-        format!("sha256:{}", sha256_hex(&self.manifest))
+        sha256_digest(&self.manifest)
     }
 }
 

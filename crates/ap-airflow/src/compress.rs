@@ -294,14 +294,8 @@ mod tests {
             assert_eq!(a, b, "size {n}");
             assert_eq!(ca, cb);
             assert_eq!(ca.compressed.size, a.len() as u64);
-            assert_eq!(
-                ca.compressed.digest,
-                format!("sha256:{}", crate::local::sha256_hex(&a))
-            );
-            assert_eq!(
-                ca.uncompressed.digest,
-                format!("sha256:{}", crate::local::sha256_hex(&data))
-            );
+            assert_eq!(ca.compressed.digest, crate::digest::sha256_digest(&a));
+            assert_eq!(ca.uncompressed.digest, crate::digest::sha256_digest(&data));
             // One ordinary gzip member: the single-member decoder reads it all.
             let mut back = Vec::new();
             flate2::read::GzDecoder::new(&a[..])

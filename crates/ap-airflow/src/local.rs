@@ -15,8 +15,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::digest::sha256_digest;
 use anyhow::{anyhow, bail, Context as _};
-use sha2::{Digest as _, Sha256};
 
 use crate::compress::Compression;
 
@@ -94,7 +94,7 @@ impl IndexedImage {
                 .collect::<Vec<_>>(),
         );
         IndexedImage {
-            digest: format!("sha256:{}", sha256_hex(&index)),
+            digest: sha256_digest(&index),
             index,
             images,
         }
@@ -161,10 +161,6 @@ pub fn descriptor_json(media_type: &str, b: &Blob) -> String {
     )
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct SaveManifest {
@@ -226,7 +222,7 @@ fn cached_config(id: &str) -> Option<(Vec<u8>, Vec<Blob>)> {
     let dir = cache_root()?.join("images");
     let hex = id.strip_prefix("sha256:")?;
     let config = std::fs::read(dir.join(format!("{hex}.config"))).ok()?;
-    if format!("sha256:{}", sha256_hex(&config)) != id {
+    if sha256_digest(&config) != id {
         return None;
     }
     let entry: CacheEntry =
@@ -349,7 +345,7 @@ impl Source {
                     let (config, diff_ids) = saved
                         .images
                         .iter()
-                        .find(|(c, _)| format!("sha256:{}", sha256_hex(c)) == *id)
+                        .find(|(c, _)| sha256_digest(c) == *id)
                         .ok_or_else(|| {
                             anyhow!("{reference} changed while it was read (image ID {id} is not in docker save output)")
                         })?;
@@ -386,7 +382,7 @@ impl Source {
         layers: Vec<Blob>,
     ) -> anyhow::Result<LocalImage> {
         let config_blob = Blob {
-            digest: format!("sha256:{}", sha256_hex(&config)),
+            digest: sha256_digest(&config),
             size: config.len() as u64,
         };
         let parsed: ImageConfig =
@@ -400,7 +396,7 @@ impl Source {
         Ok(LocalImage {
             reference: reference.to_owned(),
             id: config_blob.digest.clone(),
-            digest: format!("sha256:{}", sha256_hex(&manifest)),
+            digest: sha256_digest(&manifest),
             platform: Platform {
                 os: if parsed.os.is_empty() {
                     "linux".into()
@@ -443,7 +439,7 @@ impl Source {
     fn save(&self) -> anyhow::Result<Saved> {
         let saved = save_and_compress(&self.references, &self.spool_parent, self.compression)?;
         for (config, diff_ids) in &saved.images {
-            let id = format!("sha256:{}", sha256_hex(config));
+            let id = sha256_digest(config);
             store_config(&id, config, diff_ids);
         }
         for (diff_id, blob) in &saved.compressed {
@@ -732,9 +728,9 @@ mod tests {
         let Entry::Layer(plain, packed, path) = f else {
             panic!("big file not compressed")
         };
-        assert_eq!(plain.digest, format!("sha256:{}", sha256_hex(&big)));
+        assert_eq!(plain.digest, sha256_digest(&big));
         let gz = std::fs::read(path).unwrap();
-        assert_eq!(packed.digest, format!("sha256:{}", sha256_hex(&gz)));
+        assert_eq!(packed.digest, sha256_digest(&gz));
         assert_eq!(packed.size, gz.len() as u64);
         assert!(packed.size < plain.size / 4);
     }

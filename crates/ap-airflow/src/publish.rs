@@ -673,7 +673,7 @@ impl Run<'_> {
             let sig_tag = attach::cosign_tag(&top.digest, ".sig");
             let docker_reference = repo.to_string();
             let payload = attach::payload(&docker_reference, &top.digest);
-            let payload_digest = crate::registry::client::sha256_digest(&payload);
+            let payload_digest = crate::digest::sha256_digest(&payload);
             let verifier = signer.verifier();
             let mut layers = Vec::new();
             if tags.contains(&sig_tag) {

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::digest::sha256_digest;
 use anyhow::{anyhow, bail, Context as _};
-use sha2::{Digest as _, Sha256};
 use ureq::http::{self, Method, Request, Response};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
@@ -41,10 +41,6 @@ pub struct Manifest {
     pub bytes: Vec<u8>,
     pub media_type: String,
     pub digest: String,
-}
-
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
