@@ -106,6 +106,7 @@ fn enforce_cap(
 /// official chart's measure (blocks reserved for root count in the size, not as used).
 fn fs_usage(cfg: &Config) -> Option<(u64, u64)> {
     let path = std::ffi::CString::new(cfg.directory.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all zeroes is a valid value of this plain C struct.
     let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: statvfs with a valid path into our buffer.
     if unsafe { libc::statvfs(path.as_ptr(), &mut vfs) } != 0 {

@@ -1,5 +1,7 @@
 //! `clean-airflow-logs`: the log groomer sidecar. See docs/log-groomer.md.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod age;
 mod config;
 mod groom;

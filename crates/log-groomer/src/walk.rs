@@ -170,6 +170,8 @@ struct Walker<'p, 'a> {
 struct RootDir(*mut libc::DIR);
 // SAFETY: the stream stays open until every walker has joined, and is only read under `Walker::root_lock`.
 unsafe impl Send for RootDir {}
+// SAFETY: as for Send: the stream outlives the walkers, and shared reads of it are serialised by
+// `Walker::root_lock`.
 unsafe impl Sync for RootDir {}
 
 /// Walks `root`, removing expired files and folders left empty (never `root` itself).
@@ -201,10 +203,12 @@ pub fn pass(root: &Path, p: &mut Params, stats: &mut Stats) -> Result<(), Missin
         w.stats.error("cannot open folder", &w.path.clone(), e);
         return Ok(());
     }
+    // SAFETY: all zeroes is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat on the descriptor just opened, into our buffer.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         let e = errno();
+        // SAFETY: closes the descriptor just opened, once; it is not used after.
         unsafe { libc::close(fd) };
         w.stats.error("cannot stat", &w.path.clone(), e);
         return Ok(());
@@ -226,6 +230,7 @@ impl Walker<'_, '_> {
         // SAFETY: fd is an open directory descriptor; on failure we close it ourselves.
         let dir = unsafe { libc::fdopendir(fd) };
         if dir.is_null() {
+            // SAFETY: fdopendir failed, so `fd` is still ours: closed once, not used after.
             unsafe { libc::close(fd) };
             return None;
         }
@@ -397,6 +402,7 @@ impl Walker<'_, '_> {
             top.kept += 1;
             return false;
         }
+        // SAFETY: all zeroes is a valid value of this plain C struct.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: valid dirfd, NUL-terminated name, our stat buffer; AT_SYMLINK_NOFOLLOW never follows a link.
         if unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
@@ -475,9 +481,11 @@ impl Walker<'_, '_> {
         }
         // Like find -xdev: a folder on another file system (a mount point: /proc, an overlay, a volume) is left
         // alone, and so is the folder holding it. Checked on the open descriptor, so nothing can be swapped in.
+        // SAFETY: all zeroes is a valid value of this plain C struct.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: fstat on the descriptor just opened, into our buffer; closed by us when not descending.
         if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_dev != self.root_dev {
+            // SAFETY: closes the descriptor openat gave us, once; it is not used after.
             unsafe { libc::close(fd) };
             top.kept += 1;
             return None;
@@ -564,6 +572,7 @@ mod tests {
         let day = crate::age::DAY;
         let mut s = Survey::new(true, 4 * day); // steps: 3d, 2d, 1d, 23h, …, 1h
         assert_eq!(&s.steps[..3], &[3 * day, 2 * day, day]);
+        // SAFETY: all zeroes is a valid value of this plain C struct.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         st.st_size = 100;
         s.keep(&st, (3 * day) as i64 + 5, true); // goes at 3d

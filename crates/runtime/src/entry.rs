@@ -125,6 +125,7 @@ fn establish_identity(argv: &[OsString], sigs: &Signals) -> Result<(), Stop> {
         var(privilege::STEPDOWN_ENV).unwrap_or_else(|| privilege::STEPDOWN_PATH.into()),
     );
     let executable = std::ffi::CString::new(copy.as_os_str().as_encoded_bytes())
+        // SAFETY: the pointer comes from a CString that outlives the call; access only reads the path.
         .map(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0)
         .unwrap_or(false);
     let inputs = privilege::Inputs {
@@ -178,6 +179,7 @@ fn establish_identity(argv: &[OsString], sigs: &Signals) -> Result<(), Stop> {
 fn writable_dir(p: &str) -> bool {
     Path::new(p).is_dir()
         && std::ffi::CString::new(p)
+            // SAFETY: the pointer comes from a CString that outlives the call; access only reads the path.
             .map(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0)
             .unwrap_or(false)
 }

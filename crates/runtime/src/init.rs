@@ -57,6 +57,8 @@ impl Signals {
     /// Block all catchable signals (remembering the original mask) and ignore SIGTTIN/SIGTTOU, so that
     /// `tcsetpgrp` from a background group does not stop us.
     pub fn take_over() -> io::Result<Signals> {
+        // SAFETY: sigset_t and sigaction are plain C structs for which all zeroes is valid; every pointer passed is
+        // to a local that outlives its call.
         unsafe {
             let mut waited = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
             let mut original_mask = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
@@ -87,6 +89,8 @@ impl Signals {
 
     /// Undo [`Signals::take_over`] (in a child before exec, or before the entrypoint execs its command).
     pub fn restore(&self) -> io::Result<()> {
+        // SAFETY: the set and actions were filled by `take_over` and live in `self`; a null old-value pointer is
+        // allowed.
         unsafe {
             if libc::sigprocmask(libc::SIG_SETMASK, &self.original_mask, std::ptr::null_mut()) != 0
             {
@@ -108,6 +112,7 @@ impl Signals {
             tv_nsec: timeout.subsec_nanos() as _,
         };
         let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: the set is ours and initialised; `info` and `ts` are locals that outlive the call.
         let sig = unsafe { libc::sigtimedwait(&self.waited, info.as_mut_ptr(), &ts) };
         (sig > 0).then_some(sig)
     }
@@ -116,6 +121,7 @@ impl Signals {
     /// first. The signals stay blocked; a `signalfd` reads them, so a pending one is taken at once.
     pub fn wait_or_fd(&self, fd: std::os::fd::RawFd, timeout: Duration) -> io::Result<Woke> {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: -1 asks for a new descriptor; the set is ours and initialised.
         let raw =
             unsafe { libc::signalfd(-1, &self.waited, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
         if raw < 0 {
@@ -140,6 +146,7 @@ impl Signals {
             ];
             // Rounded up, so a wait never ends before its time and never spins on a sub-millisecond rest.
             let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+            // SAFETY: `fds` is a local array of exactly the 2 pollfds passed.
             let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
             if rc < 0 {
                 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -150,6 +157,8 @@ impl Signals {
             if fds[0].revents & libc::POLLIN != 0 {
                 let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
                 let size = std::mem::size_of::<libc::signalfd_siginfo>();
+                // SAFETY: reads at most `size` bytes into `info`, which is that size; the descriptor is open (owned
+                // by `sfd`).
                 let n = unsafe { libc::read(sfd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
                 if n == size as isize {
                     // SAFETY: the kernel filled the whole struct.
@@ -187,6 +196,7 @@ pub fn reaper_check() {
         return;
     }
     let mut bit: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one c_int through the pointer, into the local `bit`.
     if unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut bit as *mut libc::c_int) } != 0 {
         debug!(
             "Failed to read child subreaper attribute: {}",
@@ -218,6 +228,7 @@ fn title() -> String {
 /// Apply `-s` and `-p`.
 pub fn apply(cfg: &Config) -> Result<(), String> {
     if cfg.subreaper
+        // SAFETY: PR_SET_CHILD_SUBREAPER takes a plain integer, no pointers.
         && unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } != 0
     {
         let e = io::Error::last_os_error();
@@ -232,6 +243,7 @@ pub fn apply(cfg: &Config) -> Result<(), String> {
         trace!("Registered as child subreaper");
     }
     if let Some(sig) = cfg.parent_death_signal {
+        // SAFETY: PR_SET_PDEATHSIG takes a plain signal number, no pointers.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
             return Err(format!(
                 "Failed to set up parent death signal: {}",
@@ -269,6 +281,8 @@ impl Command {
     pub fn exec(&self) -> i32 {
         let mut ptrs: Vec<*const libc::c_char> = self.args.iter().map(|a| a.as_ptr()).collect();
         ptrs.push(std::ptr::null());
+        // SAFETY: `ptrs` points into `self.args` (CStrings alive across the call) and ends with a null, as execvp
+        // requires.
         unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
         let e = io::Error::last_os_error();
         let status = match e.raw_os_error() {
@@ -372,6 +386,7 @@ impl fmt::Display for Lossy<'_> {
 fn child_line(b: &mut StackBuf, tag: &str, args: fmt::Arguments) {
     let _ = fmt::write(
         b,
+        // SAFETY: getpid has no preconditions and is async-signal-safe (this runs in the vfork child).
         format_args!("[{tag} {} ({})] {args}\n", crate::log::name(), unsafe {
             libc::getpid()
         }),
@@ -388,11 +403,13 @@ fn child_log(tag: &str, args: fmt::Arguments) {
     } else {
         libc::STDOUT_FILENO
     };
+    // SAFETY: writes the first `b.len` bytes of `b.buf`, all within the buffer; write is async-signal-safe.
     unsafe { libc::write(fd, b.buf.as_ptr().cast(), b.len) };
 }
 
 /// The calling thread's errno, read without building an `io::Error`.
 fn errno() -> libc::c_int {
+    // SAFETY: __errno_location always returns a valid pointer to the calling thread's errno.
     unsafe { *libc::__errno_location() }
 }
 
@@ -408,6 +425,9 @@ struct ChildCtx<'a> {
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points at the parent's ChildCtx, alive because the parent is suspended (CLONE_VFORK).
     let ctx = unsafe { &*(arg as *const ChildCtx) };
+    // SAFETY: we are the vfork child on the parent's memory: only async-signal-safe calls (setpgid, getpgrp,
+    // tcsetpgrp, sigprocmask, sigaction, execvp, write, _exit) and formatting into a stack buffer, no allocation;
+    // the signal state and the null-terminated argv are in `ctx`, which the suspended parent keeps alive.
     unsafe {
         if libc::setpgid(0, 0) < 0 {
             child_log("FATAL", format_args!("setpgid failed: {}", Errno(errno())));
@@ -478,6 +498,9 @@ pub fn spawn(cmd: &Command, sigs: &Signals) -> io::Result<libc::pid_t> {
     };
     // The stack grows down; hand clone its 16-byte-aligned top.
     let top = ((stack.as_mut_ptr() as usize + STACK) & !15) as *mut libc::c_void;
+    // SAFETY: `top` is the 16-byte-aligned top of `stack`, and `ctx` is on our stack: both outlive the child's use,
+    // since CLONE_VFORK suspends us until it execs or exits; `child_main` only makes async-signal-safe calls and
+    // does not allocate.
     let pid = unsafe {
         libc::clone(
             child_main,
@@ -509,6 +532,7 @@ pub fn reap(child: libc::pid_t, cfg: &Config) -> Option<i32> {
     let mut result = None;
     loop {
         let mut status = 0;
+        // SAFETY: `status` is a local the kernel writes into.
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid == 0 {
             trace!("No child to reap");
@@ -544,6 +568,7 @@ pub fn reap(child: libc::pid_t, cfg: &Config) -> Option<i32> {
 /// Forward `sig` to the child (or its group). Returns false if the child was gone.
 pub fn forward(sig: libc::c_int, child: libc::pid_t, group: bool) -> bool {
     let target = if group { -child } else { child };
+    // SAFETY: kill takes no pointers; a pid that is gone only gives ESRCH.
     if unsafe { libc::kill(target, sig) } != 0 {
         if io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
             warn!("Child was dead when forwarding signal");
@@ -638,10 +663,12 @@ pub fn parse_signal(s: &str) -> Option<libc::c_int> {
 
 /// The C library's description ("Terminated"), as tini prints it.
 pub fn strsignal(sig: libc::c_int) -> String {
+    // SAFETY: strsignal accepts any number; a null result is checked below.
     let p = unsafe { libc::strsignal(sig) };
     if p.is_null() {
         return signal_name(sig);
     }
+    // SAFETY: `p` is non-null and points at the C library's NUL-terminated text, copied out at once.
     unsafe { std::ffi::CStr::from_ptr(p) }
         .to_string_lossy()
         .into_owned()
@@ -683,6 +710,8 @@ mod tests {
         static ALLOCATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
+    // SAFETY: every call goes unchanged to the System allocator, which upholds GlobalAlloc's contract; the counting
+    // only touches a thread-local Cell.
     unsafe impl std::alloc::GlobalAlloc for Counting {
         unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
             let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));

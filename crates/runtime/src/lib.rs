@@ -3,6 +3,8 @@
 //! Both binaries (`entrypoint`, `tini`) are thin wrappers over these modules. Everything that talks to the
 //! kernel directly lives in `init` and `syscall`; the rest is plain, table-tested logic.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod airflow;
 pub mod entry;
 pub mod init;

@@ -356,6 +356,7 @@ mod tests {
     fn setuid_conf_checks() {
         use std::os::unix::fs::PermissionsExt;
         // Tests run as root in CI; as another user every file is "not root-owned", which is what we check then.
+        // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
         // /run is root-owned and not world-writable (unlike /tmp), so the "safe" case can be exercised.
         let base = if root && Path::new("/run").is_dir() {

@@ -27,22 +27,28 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 
 impl Syscall for Real {
     fn getuid(&self) -> u32 {
+        // SAFETY: getuid has no preconditions and cannot fail.
         unsafe { libc::getuid() }
     }
     fn geteuid(&self) -> u32 {
+        // SAFETY: geteuid has no preconditions and cannot fail.
         unsafe { libc::geteuid() }
     }
     fn getgid(&self) -> u32 {
+        // SAFETY: getgid has no preconditions and cannot fail.
         unsafe { libc::getgid() }
     }
     fn setgroups(&self, groups: &[u32]) -> io::Result<()> {
+        // SAFETY: pointer and length come from the same slice, which outlives the call.
         check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })
     }
     fn setgid(&self, gid: u32) -> io::Result<()> {
         // setresgid, not setgid: the saved set-group-ID must not keep the old value.
+        // SAFETY: setresgid takes plain integers, no pointers.
         check(unsafe { libc::setresgid(gid, gid, gid) })
     }
     fn setuid(&self, uid: u32) -> io::Result<()> {
+        // SAFETY: setresuid takes plain integers, no pointers.
         check(unsafe { libc::setresuid(uid, uid, uid) })
     }
 }

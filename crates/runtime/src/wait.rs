@@ -122,6 +122,7 @@ fn attempt_with(
         };
     }
     let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Probed::Done(probe(t));
     }

@@ -127,7 +127,9 @@ fn percent_cap_is_of_the_volume_size() {
     let root = t.path();
     aged_tree(root);
     let c = std::ffi::CString::new(root.to_str().unwrap()).unwrap();
+    // SAFETY: all zeroes is a valid value of this plain C struct.
     let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the path is a CString that outlives the call; `v` is a local statvfs for it to fill.
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut v) }, 0);
     let used = (v.f_blocks - v.f_bfree) as f64;
     let of_size = 100.0 * used / v.f_blocks as f64;

@@ -277,6 +277,7 @@ fn env_retention_for_the_official_image_variable() {
 
 /// Runs the binary as `nobody` when we are root, so permission bits bite.
 fn as_nobody(t: &Path, args: &[&str]) -> std::process::Output {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return run(args);
     }
@@ -299,6 +300,7 @@ fn unwritable_and_unreadable_folders_are_errors_not_fatal() {
     let locked = file(&root, &task_log("a", "r", "locked", 1), 1, 30 * DAY);
     let hidden = file(&root, &task_log("a", "r", "hidden", 1), 1, 30 * DAY);
     let ok = file(&root, &task_log("b", "r", "t", 1), 1, 30 * DAY);
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         for e in listing(&root) {
             chown(root.join(e), Some(65534), Some(65534)).unwrap();

@@ -70,6 +70,7 @@ fn a_late_symlink_to_a_system_folder_is_refused() {
 /// Needs root (a tmpfs mounted in a private mount namespace); skipped otherwise.
 #[test]
 fn other_file_systems_are_not_entered() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: needs root to mount a tmpfs");
         return;

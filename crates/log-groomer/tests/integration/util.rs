@@ -27,6 +27,8 @@ pub fn set_age(path: &Path, age: i64) {
         tv_nsec: 0,
     };
     let times = [t, t];
+    // SAFETY: the path is a CString and `times` a local array of the two timespecs utimensat reads; both outlive
+    // the call.
     let rc = unsafe {
         libc::utimensat(
             libc::AT_FDCWD,
@@ -147,6 +149,7 @@ impl Running {
     }
 
     pub fn signal(&self, sig: i32) {
+        // SAFETY: kill takes no pointers.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
     }
 

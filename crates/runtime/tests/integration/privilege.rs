@@ -114,7 +114,9 @@ fn setuid_capable_dir() -> std::path::PathBuf {
                 .unwrap_or(false)
         });
         let cpath = std::ffi::CString::new(c).unwrap();
+        // SAFETY: all zeroes is a valid value of this plain C struct.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: the path is a CString that outlives the call; `st` is a local statvfs for it to fill.
         let suid = unsafe { libc::statvfs(cpath.as_ptr(), &mut st) } == 0
             && st.f_flag & libc::ST_NOSUID == 0;
         if safe && suid {

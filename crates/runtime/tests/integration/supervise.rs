@@ -313,6 +313,8 @@ fn signals_go_to_process_group_on_request() {
 
 /// Start `c` with SIGUSR1 blocked and SIGHUP ignored, as a parent might; the command must see exactly that.
 fn mask_of(mut c: Command) -> (u64, u64) {
+    // SAFETY: the closure makes only async-signal-safe calls (sigemptyset, sigaddset, sigprocmask, signal) on a
+    // local set, and allocates nothing.
     unsafe {
         c.pre_exec(|| {
             let mut set: libc::sigset_t = std::mem::zeroed();

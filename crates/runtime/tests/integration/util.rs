@@ -15,6 +15,7 @@ pub const ENTRYPOINT: &str = env!("CARGO_BIN_EXE_entrypoint");
 pub const TINI: &str = env!("CARGO_BIN_EXE_tini");
 
 pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
@@ -35,6 +36,7 @@ macro_rules! require_root {
 pub fn same_user() -> [(&'static str, String); 2] {
     [
         ("ASTRONOMER_USER", "root".to_string()),
+        // SAFETY: getuid has no preconditions and cannot fail.
         ("ASTRONOMER_UID", unsafe { libc::getuid() }.to_string()),
     ]
 }
@@ -158,6 +160,7 @@ impl Drop for Proc {
 }
 
 pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: kill takes no pointers.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
 }
 
@@ -288,6 +291,7 @@ impl Reserved {
     /// Start listening now: a tiny server that answers every connection with `reply` (after reading the request
     /// head, which it records) and closes it; stopped on drop.
     pub fn serve(self, reply: &'static [u8]) -> Http {
+        // SAFETY: listen on the socket `self.fd` owns; no pointers.
         assert_eq!(unsafe { libc::listen(self.fd.as_raw_fd(), 16) }, 0);
         let listener = TcpListener::from(self.fd);
         listener.set_nonblocking(true).unwrap();
@@ -331,6 +335,7 @@ impl Reserved {
 impl Reserved {
     /// Listen, but never accept: connections complete in the kernel's backlog and then nothing is ever said.
     pub fn silent(self) -> TcpListener {
+        // SAFETY: listen on the socket `self.fd` owns; no pointers.
         assert_eq!(unsafe { libc::listen(self.fd.as_raw_fd(), 64) }, 0);
         TcpListener::from(self.fd)
     }
@@ -338,6 +343,7 @@ impl Reserved {
     /// A server that answers every connection with `first`, then one byte of `then` every 100 ms, forever: each
     /// read a client makes returns something, so only a deadline on the whole exchange ends it.
     pub fn trickle(self, first: &'static [u8], then: u8) -> Http {
+        // SAFETY: listen on the socket `self.fd` owns; no pointers.
         assert_eq!(unsafe { libc::listen(self.fd.as_raw_fd(), 16) }, 0);
         let listener = TcpListener::from(self.fd);
         listener.set_nonblocking(true).unwrap();
@@ -375,6 +381,7 @@ pub fn cpu_seconds(pid: i32) -> f64 {
         .split_whitespace()
         .map(|x| x.parse().unwrap_or(0.0))
         .collect();
+    // SAFETY: sysconf takes no pointers.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (f[11] + f[12]) / ticks
 }
@@ -531,6 +538,7 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some(c) = &mut self.server {
             // SIGQUIT: immediate shutdown, the server's children go with it.
+            // SAFETY: kill takes no pointers; the server may already be gone.
             unsafe { libc::kill(c.id() as i32, libc::SIGQUIT) };
             let _ = c.wait();
         }
