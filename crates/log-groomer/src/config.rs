@@ -88,7 +88,8 @@ pub enum Cap {
     Percent(f64),
 }
 
-/// Why main must exit: `Ok` for --help/--version, `Err` for bad input.
+/// Why main must exit early: `Info` for --help/--version (printed, exit 0), `Usage` for bad input (one line on
+/// stderr, exit 2).
 pub enum Exit {
     Info(String),
     Usage(String),

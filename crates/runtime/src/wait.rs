@@ -1,7 +1,8 @@
 //! Waiting for the database and the broker: probe, then sleep in `sigtimedwait` (so a SIGTERM ends the wait at
-//! once and nothing spins), with a progress line at least every 10 s. Each attempt runs in a helper thread
-//! while this one waits for it *or* a signal: a stopping signal ends the wait at once, whatever the attempt is
-//! doing (a name lookup included), and an attempt that overruns [`crate::probe::ATTEMPT`] is abandoned.
+//! once and nothing spins), with a progress line once 9 s ([`PROGRESS_EVERY`]) have passed since the last. Each
+//! attempt runs in a helper thread while this one waits for it *or* a signal: a stopping signal ends the wait at
+//! once, whatever the attempt is doing (a name lookup included), and an attempt that overruns
+//! [`crate::probe::ATTEMPT`] is abandoned.
 
 use crate::init::{Signals, Woke};
 use crate::probe::Outcome;
