@@ -744,12 +744,7 @@ impl Run<'_> {
         art: &crate::attach::Artifact,
     ) -> anyhow::Result<()> {
         for (blob, bytes) in &art.blobs {
-            let from = self
-                .known
-                .get(&repo.registry)
-                .and_then(|m| m.get(&blob.digest))
-                .filter(|r| **r != repo.name)
-                .cloned();
+            let from = self.held_elsewhere(repo, &blob.digest);
             let client = self.client(repo)?;
             if !client.blob_exists(&repo.name, &blob.digest)? {
                 let loc = match from {
@@ -769,12 +764,26 @@ impl Run<'_> {
                     )?;
                 }
             }
-            self.known
-                .entry(repo.registry.clone())
-                .or_default()
-                .insert(blob.digest.clone(), repo.name.clone());
+            self.note_held(repo, &blob.digest);
         }
         Ok(())
+    }
+
+    /// Another repository of `repo`'s registry known to hold the blob: a cross-repository mount source.
+    fn held_elsewhere(&self, repo: &Repository, digest: &str) -> Option<String> {
+        self.known
+            .get(&repo.registry)
+            .and_then(|m| m.get(digest))
+            .filter(|r| **r != repo.name)
+            .cloned()
+    }
+
+    /// `repo` now holds the blob.
+    fn note_held(&mut self, repo: &Repository, digest: &str) {
+        self.known
+            .entry(repo.registry.clone())
+            .or_default()
+            .insert(digest.to_owned(), repo.name.clone());
     }
 
     fn remember(&mut self, repo: &Repository, identity: &str, bundle: &Bundle) {
@@ -839,12 +848,7 @@ impl Run<'_> {
             } else {
                 "layer"
             };
-            let known_elsewhere = self
-                .known
-                .get(&repo.registry)
-                .and_then(|m| m.get(&blob.digest))
-                .filter(|r| **r != repo.name)
-                .cloned();
+            let known_elsewhere = self.held_elsewhere(repo, &blob.digest);
             let client = self.client(repo)?;
             if client.blob_exists(&repo.name, &blob.digest)? {
                 say(&format!("  skip {what} {} (present)", blob.digest));
@@ -897,10 +901,7 @@ impl Run<'_> {
                     r?;
                 }
             }
-            self.known
-                .entry(repo.registry.clone())
-                .or_default()
-                .insert(blob.digest.clone(), repo.name.clone());
+            self.note_held(repo, &blob.digest);
         }
         Ok(())
     }
