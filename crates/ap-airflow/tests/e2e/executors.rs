@@ -234,15 +234,15 @@ fn start_api_server(
     Container::start(role, image, &opts(&env(&extra)), &["airflow", "api-server"])
 }
 
-/// Polls `/api/v2/monitor/health` until the database and the scheduler are healthy; returns the last answer.
-fn wait_for_api_health(api: &Container, port: u16) -> String {
-    let health = format!("http://127.0.0.1:{port}/api/v2/monitor/health");
+/// Polls a web server's health endpoint (2.x `/health`, 3.x `/api/v2/monitor/health`) until the database and
+/// the scheduler are healthy; returns the last answer. A server that exits fails at once, with its log.
+fn wait_for_health(web: &Container, url: &str) -> String {
     let mut last = String::new();
     let healthy = poll(Duration::from_secs(300), Duration::from_millis(500), || {
-        if !api.running() {
+        if !web.running() {
             return Some(false);
         }
-        let (status, body) = http_get(&health, None)?;
+        let (status, body) = http_get(url, None)?;
         last = format!("{status} {body}");
         let v: Value = serde_json::from_str(&body).ok()?;
         (status == 200
@@ -250,13 +250,18 @@ fn wait_for_api_health(api: &Container, port: u16) -> String {
             && v["scheduler"]["status"] == "healthy")
             .then_some(true)
     });
-    api.check(
+    web.check(
         healthy == Some(true),
-        &format!(
-            "{health} not healthy within 300 s (or the api-server exited); last answer: {last}"
-        ),
+        &format!("{url} not healthy within 300 s (or the server exited); last answer: {last}"),
     );
     last
+}
+
+fn wait_for_api_health(api: &Container, port: u16) -> String {
+    wait_for_health(
+        api,
+        &format!("http://127.0.0.1:{port}/api/v2/monitor/health"),
+    )
 }
 
 /// The DAG run's state through the REST API v2, with a token from the API server's auth endpoint.
@@ -290,6 +295,59 @@ fn check_run_via_rest_api_v2(api: &Container, port: u16, run_id: &str) {
     );
 }
 
+/// The components every Airflow 3 deployment runs, started in the order a user's compose file would.
+struct Airflow3 {
+    scheduler: Container,
+    api: Container,
+    dag_processor: Container,
+}
+
+/// Scheduler and api-server both migrate (Airflow serialises migrations with a database lock); the scheduler then
+/// waits for the execution API, which comes up once the api-server has migrated, synced FAB's roles and created
+/// the user. The dag-processor starts once the scheduler runs.
+fn start_airflow3(
+    prefix: &str,
+    image: &str,
+    pg: &Postgres,
+    env: &EnvWith,
+    api_port: u16,
+) -> Airflow3 {
+    let scheduler = Container::start(
+        &format!("{prefix}-scheduler"),
+        image,
+        &opts(&env(&[("_AIRFLOW_DB_MIGRATE", "true".into())])),
+        &["airflow", "scheduler"],
+    );
+    let api = start_api_server(&format!("{prefix}-api-server"), image, env, api_port, true);
+    wait_for_scheduler(pg, &scheduler);
+    let dag_processor = Container::start(
+        &format!("{prefix}-dag-processor"),
+        image,
+        &opts(&env(&[])),
+        &["airflow", "dag-processor"],
+    );
+    Airflow3 {
+        scheduler,
+        api,
+        dag_processor,
+    }
+}
+
+/// A CeleryExecutor deployment's settings: the test's Redis as broker, its PostgreSQL as result backend.
+fn celery_settings(pg: &Postgres, redis: &Redis) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "AIRFLOW__CELERY__BROKER_URL",
+            format!("redis://127.0.0.1:{}/0", redis.port),
+        ),
+        (
+            "AIRFLOW__CELERY__RESULT_BACKEND",
+            pg.url("db+postgresql", "airflow", "airflow", PASSWORD),
+        ),
+        ("AIRFLOW__CELERY__WORKER_CONCURRENCY", "2".into()),
+    ]
+}
+
 fn local_executor_airflow3() {
     let image = example_image();
     let pg = Postgres::start();
@@ -301,22 +359,11 @@ fn local_executor_airflow3() {
         all.extend(extra.iter().cloned());
         airflow_env(&pg, "LocalExecutor", &all)
     };
-    // Both migrate (Airflow serialises migrations with a database lock); the scheduler then waits for the
-    // execution API, which comes up once the api-server has migrated, synced FAB's roles and created the user.
-    let scheduler = Container::start(
-        "local-scheduler",
-        image,
-        &opts(&env(&[("_AIRFLOW_DB_MIGRATE", "true".into())])),
-        &["airflow", "scheduler"],
-    );
-    let api = start_api_server("local-api-server", image, &env, api_port, true);
-    wait_for_scheduler(&pg, &scheduler);
-    let dag_processor = Container::start(
-        "local-dag-processor",
-        image,
-        &opts(&env(&[])),
-        &["airflow", "dag-processor"],
-    );
+    let Airflow3 {
+        scheduler,
+        api,
+        dag_processor,
+    } = start_airflow3("local", image, &pg, &env, api_port);
     let triggerer = Container::start(
         "local-triggerer",
         image,
@@ -358,34 +405,15 @@ fn celery_executor_airflow3() {
     let api_port = free_port();
     let env = |extra: &[(&str, String)]| {
         let mut all = airflow3_env(api_port);
-        all.extend([
-            (
-                "AIRFLOW__CELERY__BROKER_URL",
-                format!("redis://127.0.0.1:{}/0", redis.port),
-            ),
-            (
-                "AIRFLOW__CELERY__RESULT_BACKEND",
-                pg.url("db+postgresql", "airflow", "airflow", PASSWORD),
-            ),
-            ("AIRFLOW__CELERY__WORKER_CONCURRENCY", "2".into()),
-        ]);
+        all.extend(celery_settings(&pg, &redis));
         all.extend(extra.iter().cloned());
         airflow_env(&pg, "CeleryExecutor", &all)
     };
-    let scheduler = Container::start(
-        "celery-scheduler",
-        image,
-        &opts(&env(&[("_AIRFLOW_DB_MIGRATE", "true".into())])),
-        &["airflow", "scheduler"],
-    );
-    let api = start_api_server("celery-api-server", image, &env, api_port, true);
-    wait_for_scheduler(&pg, &scheduler);
-    let dag_processor = Container::start(
-        "celery-dag-processor",
-        image,
-        &opts(&env(&[])),
-        &["airflow", "dag-processor"],
-    );
+    let Airflow3 {
+        scheduler,
+        api,
+        dag_processor,
+    } = start_airflow3("celery", image, &pg, &env, api_port);
     // The worker waits for the execution API before it starts taking tasks.
     let worker = Container::start(
         "celery-worker",
@@ -492,25 +520,7 @@ fn local_executor_airflow2() {
         &opts(&env),
         &["airflow", "webserver"],
     );
-    let health = format!("http://127.0.0.1:{port}/health");
-    let mut last = String::new();
-    let healthy = poll(Duration::from_secs(300), Duration::from_millis(500), || {
-        if !webserver.running() {
-            // Gone for good: say so now, with its log, rather than after the whole timeout.
-            return Some(false);
-        }
-        let (status, body) = http_get(&health, None)?;
-        last = format!("{status} {body}");
-        let v: Value = serde_json::from_str(&body).ok()?;
-        (status == 200
-            && v["metadatabase"]["status"] == "healthy"
-            && v["scheduler"]["status"] == "healthy")
-            .then_some(true)
-    });
-    webserver.check(
-        healthy == Some(true),
-        &format!("/health not healthy within 300 s (or the webserver exited); last answer: {last}"),
-    );
+    let last = wait_for_health(&webserver, &format!("http://127.0.0.1:{port}/health"));
     metric("webserver_run_to_healthy_s", t0.elapsed().as_secs_f64());
     say!("/health: {last}");
 
@@ -540,17 +550,7 @@ fn celery_executor_airflow2() {
     );
 
     let celery = |extra: &[(&str, String)]| {
-        let mut all = vec![
-            (
-                "AIRFLOW__CELERY__BROKER_URL",
-                format!("redis://127.0.0.1:{}/0", redis.port),
-            ),
-            (
-                "AIRFLOW__CELERY__RESULT_BACKEND",
-                pg.url("db+postgresql", "airflow", "airflow", PASSWORD),
-            ),
-            ("AIRFLOW__CELERY__WORKER_CONCURRENCY", "2".into()),
-        ];
+        let mut all = celery_settings(&pg, &redis);
         all.extend(extra.iter().cloned());
         airflow_env(&pg, "CeleryExecutor", &all)
     };
