@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 /// Exit status for bad input: malformed URL, invalid setting, no command, unknown user.
 pub const EXIT_CONFIG: i32 = 2;
@@ -423,22 +424,73 @@ fn wait_on(
 
 /// Run one start-up command as a supervised child; any failure stops start-up.
 fn task(argv: &[String], label: &str, sigs: &Signals) -> Result<(), Stop> {
+    match run_task(argv, label, sigs)? {
+        0 => Ok(()),
+        code => Err(task_failed(label, code)),
+    }
+}
+
+/// One start-up command as a supervised child: its exit status (128+N when a signal ended it).
+fn run_task(argv: &[String], label: &str, sigs: &Signals) -> Result<i32, Stop> {
     let os: Vec<OsString> = argv.iter().map(OsString::from).collect();
     let cmd = Command::new(&os).map_err(|e| {
         say!("{label}: {e}");
         Stop(EXIT_CONFIG)
     })?;
     say!("running {label}");
-    let code = match init::spawn(&cmd, sigs) {
+    Ok(match init::spawn(&cmd, sigs) {
         Ok(child) => init::supervise(child, &Config::default(), sigs),
         Err(e) => {
             say!("{label}: {e}");
             EXIT_STARTUP
         }
-    };
-    if code != 0 {
-        say!("{label} failed with exit status {code}; not starting the command (see its output above)");
-        return Err(Stop(code));
+    })
+}
+
+fn task_failed(label: &str, code: i32) -> Stop {
+    say!("{label} failed with exit status {code}; not starting the command (see its output above)");
+    Stop(code)
+}
+
+/// Pauses before a start-up task that lost a race is tried again. Two `airflow sync-perm` at once (the Helm chart's
+/// create-user job beside a starting web server) race on FAB's permission rows, and two `airflow db migrate` at
+/// once (several containers with `_AIRFLOW_DB_MIGRATE`) on FAB's tables, which Airflow's migration lock does not
+/// cover: the loser fails on a duplicate key or table. What it wanted exists once the winner has committed, so a
+/// later try succeeds; a real failure fails three times.
+const RETRY_AFTER: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(4)];
+
+/// [`task`], tried again after [`RETRY_AFTER`] when it ends with an ordinary failure (`why` says why it may have).
+fn task_retried(argv: &[String], label: &str, why: &str, sigs: &Signals) -> Result<(), Stop> {
+    for pause in RETRY_AFTER {
+        match run_task(argv, label, sigs)? {
+            0 => return Ok(()),
+            // An ordinary failure (an exception exits 1); not a signal, not a missing program.
+            code @ 1..=125 => {
+                say!(
+                    "{label} failed with exit status {code}; {why}: trying again in {} s",
+                    pause.as_secs()
+                );
+                pause_interruptibly(pause, sigs)?;
+            }
+            code => return Err(task_failed(label, code)),
+        }
+    }
+    task(argv, label, sigs)
+}
+
+/// Sleeps for `pause`, but a stop signal (TERM, INT, QUIT, HUP) ends start-up at once with 128+N.
+fn pause_interruptibly(pause: Duration, sigs: &Signals) -> Result<(), Stop> {
+    let deadline = Instant::now() + pause;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let Some(sig) = sigs.wait(left) {
+            if matches!(
+                sig,
+                libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP
+            ) {
+                say!("{} during start-up; stopping", init::signal_name(sig));
+                return Err(Stop(128 + sig));
+            }
+        }
     }
     Ok(())
 }
@@ -561,18 +613,20 @@ fn start_up(words: &[String], sigs: &Signals) -> Result<(), Stop> {
         }
     }
     if plan.migrate {
-        task(
+        task_retried(
             &["airflow".into(), "db".into(), "migrate".into()],
             "airflow db migrate",
+            "another migration may be running at the same time",
             sigs,
         )?;
     }
     // The image does not sync FAB permissions per webserver worker, so the roles exist only after
     // sync-perm: it must run before a user is given one, and once before every webserver or api-server.
     if plan.sync_perm {
-        task(
+        task_retried(
             &["airflow".into(), "sync-perm".into()],
             "airflow sync-perm",
+            "another sync-perm may be writing the same permissions",
             sigs,
         )?;
     }

@@ -1,6 +1,7 @@
 //! Start-up work with a stub `airflow` on PATH: which Airflow commands run, in which order, and failures.
 
 use crate::util::*;
+use std::time::{Duration, Instant};
 
 #[test]
 fn webserver_syncs_permissions_first() {
@@ -145,8 +146,10 @@ fn a_failing_start_up_command_stops_start_up() {
         &'static [&'static str],
     );
     let cases: &[Case] = &[
-        ("sync-perm", &[], &["sync-perm|"]),
-        ("db migrate", &[("_AIRFLOW_DB_MIGRATE", "true")], &["db migrate|"]),
+        // sync-perm and db migrate are tried three times (losing a race with another is not a failure), then
+        // stop start-up.
+        ("sync-perm", &[], &["sync-perm|", "sync-perm|", "sync-perm|"]),
+        ("db migrate", &[("_AIRFLOW_DB_MIGRATE", "true")], &["db migrate|", "db migrate|", "db migrate|"]),
         (
             "users create",
             &[("_AIRFLOW_DB_MIGRATE", "true"), ("_AIRFLOW_WWW_USER_CREATE", "true"), ("_AIRFLOW_WWW_USER_PASSWORD", "x")],
@@ -361,4 +364,62 @@ fn users_create_or_add_role_as_the_command_syncs_permissions_first() {
         assert_eq!(rc, 0, "{args:?}: {out}");
         assert_eq!(stub.calls(), want, "{args:?}");
     }
+}
+
+#[test]
+fn sync_perm_and_migrate_are_tried_again_after_losing_a_race() {
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "webserver"],
+        &[("STUB_FAIL", "sync-perm"), ("STUB_FAIL_TIMES", "1")],
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(stub.calls(), ["sync-perm|", "sync-perm|", "webserver|"]);
+    assert!(
+        out.contains("airflow sync-perm failed with exit status 3; another sync-perm may be writing the same permissions: trying again in 2 s"),
+        "{out}"
+    );
+    assert!(!out.contains("not starting the command"), "{out}");
+
+    let stub = Stub::new();
+    let (rc, out) = run(
+        &stub,
+        &["airflow", "scheduler"],
+        &[
+            ("_AIRFLOW_DB_MIGRATE", "true"),
+            ("STUB_FAIL", "db migrate"),
+            ("STUB_FAIL_TIMES", "2"),
+        ],
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(
+        stub.calls(),
+        ["db migrate|", "db migrate|", "db migrate|", "scheduler|"]
+    );
+    assert!(
+        out.contains("airflow db migrate failed with exit status 3; another migration may be running at the same time: trying again in 4 s"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sigterm_while_waiting_to_retry_sync_perm_stops_at_once() {
+    let stub = Stub::new();
+    let mut p = Proc::spawn({
+        let mut c = stub.entrypoint(&["airflow", "webserver"]);
+        c.env("STUB_FAIL", "sync-perm");
+        c
+    });
+    p.wait_stderr("trying again in 2 s", Duration::from_secs(20));
+    let t0 = Instant::now();
+    kill(p.pid(), libc::SIGTERM);
+    let st = p.wait(Duration::from_secs(20));
+    assert_eq!(code(st), 143, "{}", p.stderr());
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "took {:?} to stop",
+        t0.elapsed()
+    );
+    assert_eq!(stub.calls(), ["sync-perm|"], "retried after SIGTERM");
 }

@@ -178,7 +178,8 @@ pub fn code(s: ExitStatus) -> i32 {
 }
 
 /// An `airflow` stub on PATH that records `args|AIRFLOW__CORE__EXECUTOR` per call, and fails (exit 3, with a
-/// message on stderr) for calls whose arguments start with `$STUB_FAIL`. `users create` also records the two lines
+/// message on stderr) for calls whose arguments start with `$STUB_FAIL` (only the first `$STUB_FAIL_TIMES` of
+/// them when that is set). `users create` also records the two lines
 /// it reads from stdin (its password prompts) and whether it has a controlling terminal.
 pub struct Stub {
     pub dir: tempfile::TempDir,
@@ -198,10 +199,16 @@ impl Stub {
                    IFS= read -r p1 || true; IFS= read -r p2 || true\n\
                    echo \"$p1|$p2|$(if (exec 3</dev/tty) 2>/dev/null; then echo tty; else echo no-tty; fi)\" >> {stdin};;\n\
                  esac\n\
-                 case \"$*\" in \"${{STUB_FAIL:-#none#}}\"*) echo \"stub: $1 is failing on purpose\" >&2; exit 3;; esac\n\
+                 case \"$*\" in \"${{STUB_FAIL:-#none#}}\"*)\n\
+                   n=$(cat {failed} 2>/dev/null || echo 0)\n\
+                   if [ -z \"$STUB_FAIL_TIMES\" ] || [ \"$n\" -lt \"$STUB_FAIL_TIMES\" ]; then\n\
+                     echo $((n + 1)) > {failed}; echo \"stub: $1 is failing on purpose\" >&2; exit 3\n\
+                   fi;;\n\
+                 esac\n\
                  exit 0\n",
                 log = log.display(),
-                stdin = dir.path().join("stdin.log").display()
+                stdin = dir.path().join("stdin.log").display(),
+                failed = dir.path().join("failed.count").display()
             ),
         );
         Stub { dir, log }
