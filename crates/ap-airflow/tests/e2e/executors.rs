@@ -210,8 +210,7 @@ fn airflow3_env(api_port: u16) -> Vec<(&'static str, String)> {
 /// A deployment's environment as `-e` options, plus the given extra variables.
 type EnvWith<'a> = dyn Fn(&[(&str, String)]) -> Vec<String> + 'a;
 
-/// An api-server on `port`; with `create_user`, it migrates the database first and creates the e2e user
-/// (FAB is the image's auth manager).
+/// An api-server on `port`; with `create_user`, it creates the e2e user first (FAB is the image's auth manager).
 fn start_api_server(
     role: &str,
     image: &str,
@@ -225,7 +224,6 @@ fn start_api_server(
     ];
     if create_user {
         extra.extend([
-            ("_AIRFLOW_DB_MIGRATE", "true".into()),
             ("_AIRFLOW_WWW_USER_CREATE", "true".into()),
             ("_AIRFLOW_WWW_USER_USERNAME", API_USER.0.into()),
             ("_AIRFLOW_WWW_USER_PASSWORD", API_USER.1.into()),
@@ -302,9 +300,10 @@ struct Airflow3 {
     dag_processor: Container,
 }
 
-/// Scheduler and api-server both migrate (Airflow serialises migrations with a database lock); the scheduler then
-/// waits for the execution API, which comes up once the api-server has migrated, synced FAB's roles and created
-/// the user. The dag-processor starts once the scheduler runs.
+/// The scheduler migrates the database (`_AIRFLOW_DB_MIGRATE`); once it has, the api-server starts, syncs FAB's
+/// roles and creates the user. A LocalExecutor scheduler waits for that execution API before it runs. The
+/// dag-processor starts once the scheduler runs. (One migration at a time: Airflow's migration lock does not cover
+/// FAB's tables, so two at once make one fail and be tried again by the entrypoint.)
 fn start_airflow3(
     prefix: &str,
     image: &str,
@@ -317,6 +316,28 @@ fn start_airflow3(
         image,
         &opts(&env(&[("_AIRFLOW_DB_MIGRATE", "true".into())])),
         &["airflow", "scheduler"],
+    );
+    // Migrated: the entrypoint has gone on to wait for the execution API, or the scheduler already runs.
+    let migrated = poll(Duration::from_secs(420), Duration::from_secs(1), || {
+        if !scheduler.running() {
+            return Some(false);
+        }
+        let waiting = scheduler
+            .logs()
+            .contains("waiting for the execution API server");
+        let running = pg
+            .sql(
+                "airflow",
+                "SELECT count(*) FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'",
+            )
+            .ok()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n > 0);
+        (waiting || running).then_some(true)
+    });
+    scheduler.check(
+        migrated == Some(true),
+        "the scheduler did not migrate the database within 420 s",
     );
     let api = start_api_server(&format!("{prefix}-api-server"), image, env, api_port, true);
     wait_for_scheduler(pg, &scheduler);
