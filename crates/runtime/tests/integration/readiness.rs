@@ -39,6 +39,7 @@ fn proceeds_promptly(p: &mut Proc, stub: &Stub, ready: Instant) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn waits_for_postgres_then_proceeds() {
     require_root!();
     let port = free_port();
@@ -76,6 +77,7 @@ fn waits_for_postgres_then_proceeds() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn waits_while_postgres_is_starting_up() {
     require_root!();
     let port = free_port();

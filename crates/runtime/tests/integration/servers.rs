@@ -232,6 +232,7 @@ fn entrypoint_waits_then_runs(
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn mysql_probe_against_a_real_mariadb_down_up_auth_error_and_socket() {
     require_root!();
     let port = free_port();
@@ -263,6 +264,7 @@ fn mysql_probe_against_a_real_mariadb_down_up_auth_error_and_socket() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn amqp_probe_against_a_real_rabbitmq_down_up_and_auth_error() {
     require_root!();
     let port = free_port();

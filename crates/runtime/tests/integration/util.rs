@@ -19,15 +19,15 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Tests that need root (namespaces, setuid, other users) say so and pass vacuously otherwise; `scripts/test`
-/// runs them as root.
+/// Tests that need root (namespaces, setuid, other users) are `#[ignore = "needs root…"]`, which `scripts/test`
+/// runs as root (`--ignored`); run without root they fail here, never pass without testing anything.
 #[macro_export]
 macro_rules! require_root {
     () => {
-        if !$crate::util::is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!(
+            $crate::util::is_root(),
+            "needs root: run it as root (scripts/test does, with --ignored)"
+        );
     };
 }
 
