@@ -8,37 +8,6 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(20);
 
-/// Start `airflow scheduler` with `env` (directly, and as PID 1 when root), let it wait for `settle`, send
-/// SIGTERM: it must exit 143 within 1.5 s saying `said`, without running the command.
-fn sigterm_after(env: &[(&str, &str)], settle: Duration, said: &str, wrap: fn(Command) -> Command) {
-    let stub = Stub::new();
-    let mut cmds = vec![("exec", stub.entrypoint(&["airflow", "scheduler"]))];
-    if is_root() {
-        let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
-        c.env_clear().env("PATH", stub.path()).envs(same_user());
-        cmds.push(("pid1", c));
-    }
-    for (mode, mut c) in cmds {
-        c.envs(env.iter().copied());
-        let mut p = Proc::spawn(wrap(c));
-        std::thread::sleep(settle);
-        assert!(p.running(), "{mode}: ended early: {}", p.stderr());
-        let target = if mode == "pid1" { p.ns_init() } else { p.pid() };
-        let sent = Instant::now();
-        kill(target, libc::SIGTERM);
-        let status = p.wait(T);
-        assert!(
-            sent.elapsed() < Duration::from_millis(1500),
-            "{mode}: took {:?} to stop: {}",
-            sent.elapsed(),
-            p.stderr()
-        );
-        assert_eq!(code(status), 143, "{mode}: {}", p.stderr());
-        assert!(p.stderr().contains(said), "{mode}: {}", p.stderr());
-        assert!(stub.calls().is_empty(), "{mode}: {:?}", stub.calls());
-    }
-}
-
 fn as_is(c: Command) -> Command {
     c
 }
@@ -116,12 +85,12 @@ fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once() {
         .collect::<Vec<_>>()
         .join(";");
     let _listening: Vec<_> = silent.into_iter().map(Reserved::silent).collect();
-    sigterm_after(
+    sigterm_stops_start_up(
         &[
             ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////tmp/x.db"),
             ("AIRFLOW__CELERY__BROKER_URL", &url),
         ],
-        Duration::from_millis(2500),
+        Until::After(Duration::from_millis(2500)),
         "SIGTERM while waiting for the broker",
         as_is,
     );
@@ -167,9 +136,9 @@ fn sigterm_ends_a_hanging_name_lookup_at_once() {
             "postgresql://u:p@aprt-no-such-host.example.com/x",
         ),
     ];
-    sigterm_after(
+    sigterm_stops_start_up(
         &env,
-        Duration::from_millis(1000),
+        Until::After(Duration::from_millis(1000)),
         "SIGTERM while waiting for the database",
         with_silent_dns,
     );

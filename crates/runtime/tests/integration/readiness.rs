@@ -153,45 +153,17 @@ fn max_count_zero_disables_waiting() {
     assert_eq!(stub.calls(), ["scheduler|"]);
 }
 
-/// Starts `airflow scheduler` (as PID 1 too, when root) with `env`, waits for `started` on stderr, sends SIGTERM:
-/// the entrypoint must exit 143 within 1.5 s, saying `said`, without running the command.
-fn sigterm_stops_start_up_promptly(env: &[(&str, &str)], started: &str, said: &str) {
-    let stub = Stub::new();
-    let mut cmds = vec![("exec", stub.entrypoint(&["airflow", "scheduler"]))];
-    if is_root() {
-        let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
-        c.env_clear().env("PATH", stub.path()).envs(same_user());
-        cmds.push(("pid1", c));
-    }
-    for (mode, mut c) in cmds {
-        c.envs(env.iter().copied());
-        let mut p = Proc::spawn(c);
-        p.wait_stderr(started, T);
-        let target = if mode == "pid1" { p.ns_init() } else { p.pid() };
-        let sent = Instant::now();
-        kill(target, libc::SIGTERM);
-        let status = p.wait(T);
-        assert!(
-            sent.elapsed() < Duration::from_millis(1500),
-            "{mode}: took {:?}",
-            sent.elapsed()
-        );
-        assert_eq!(code(status), 143, "{mode}: {}", p.stderr());
-        assert!(p.stderr().contains(said), "{mode}: {}", p.stderr());
-        assert!(stub.calls().is_empty(), "{mode}: {:?}", stub.calls());
-    }
-}
-
 #[test]
 fn sigterm_ends_the_wait_promptly() {
     let port = free_port();
-    sigterm_stops_start_up_promptly(
+    sigterm_stops_start_up(
         &[(
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
             &format!("postgresql://127.0.0.1:{port}/x"),
         )],
-        "waiting for the database",
+        Until::Said("waiting for the database"),
         "SIGTERM while waiting for the database",
+        |c| c,
     );
 }
 
@@ -275,13 +247,14 @@ fn db_url_from_cmd_variant() {
 #[test]
 fn sigterm_ends_a_hung_cmd_variant_promptly() {
     // A secrets backend that never answers; the shell's own child must go too.
-    sigterm_stops_start_up_promptly(
+    sigterm_stops_start_up(
         &[(
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
             "echo asking the vault >&2; sleep 60; echo postgresql://127.0.0.1/x",
         )],
-        "asking the vault",
+        Until::Said("asking the vault"),
         "SIGTERM while running AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+        |c| c,
     );
 }
 
@@ -526,10 +499,11 @@ fn malformed_execution_api_url_stops_before_anything_runs() {
 fn sigterm_ends_the_execution_api_wait_promptly() {
     let closed = Reserved::new();
     let url = format!("http://127.0.0.1:{}/execution/", closed.port);
-    sigterm_stops_start_up_promptly(
+    sigterm_stops_start_up(
         &[("AIRFLOW_VERSION", "3.3.2"), (EXECUTION_API, &url)],
-        "waiting for the execution API server",
+        Until::Said("waiting for the execution API server"),
         "SIGTERM while waiting for the execution API server",
+        |c| c,
     );
 }
 

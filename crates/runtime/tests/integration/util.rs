@@ -561,3 +561,52 @@ pub fn uid_of(user: &str) -> u32 {
         .unwrap_or_else(|| panic!("no user {user}"))
         .uid
 }
+
+/// When [`sigterm_stops_start_up`] sends its SIGTERM.
+pub enum Until<'a> {
+    /// Once the entrypoint has said this on stderr.
+    Said(&'a str),
+    /// After this long (the entrypoint is inside something that says nothing).
+    After(Duration),
+}
+
+/// Starts `airflow scheduler` with `env` (directly, and as PID 1 too when root), sends SIGTERM at `until`: the
+/// entrypoint must exit 143 within 1.5 s, saying `said`, without running the command.
+pub fn sigterm_stops_start_up(
+    env: &[(&str, &str)],
+    until: Until,
+    said: &str,
+    wrap: fn(Command) -> Command,
+) {
+    let stub = Stub::new();
+    let mut cmds = vec![("exec", stub.entrypoint(&["airflow", "scheduler"]))];
+    if is_root() {
+        let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
+        c.env_clear().env("PATH", stub.path()).envs(same_user());
+        cmds.push(("pid1", c));
+    }
+    for (mode, mut c) in cmds {
+        c.envs(env.iter().copied());
+        let mut p = Proc::spawn(wrap(c));
+        match until {
+            Until::Said(text) => p.wait_stderr(text, Duration::from_secs(20)),
+            Until::After(settle) => {
+                std::thread::sleep(settle);
+                assert!(p.running(), "{mode}: ended early: {}", p.stderr());
+            }
+        }
+        let target = if mode == "pid1" { p.ns_init() } else { p.pid() };
+        let sent = Instant::now();
+        kill(target, libc::SIGTERM);
+        let status = p.wait(Duration::from_secs(20));
+        assert!(
+            sent.elapsed() < Duration::from_millis(1500),
+            "{mode}: took {:?} to stop: {}",
+            sent.elapsed(),
+            p.stderr()
+        );
+        assert_eq!(code(status), 143, "{mode}: {}", p.stderr());
+        assert!(p.stderr().contains(said), "{mode}: {}", p.stderr());
+        assert!(stub.calls().is_empty(), "{mode}: {:?}", stub.calls());
+    }
+}
