@@ -344,6 +344,45 @@ fn purl_escape(s: &str) -> String {
         .replace('@', "%40")
 }
 
+/// One SPDX package entry: what a Debian package and a Python distribution share (their purl says which).
+fn package(
+    id: &str,
+    name: &str,
+    version: &str,
+    declared: String,
+    comment: Option<String>,
+    purl: String,
+) -> Value {
+    let mut p = json!({
+        "SPDXID": id,
+        "name": name,
+        "versionInfo": version,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": declared,
+        "copyrightText": "NOASSERTION",
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": purl,
+        }],
+    });
+    if let Some(c) = comment {
+        p["licenseComments"] = c.into();
+    }
+    p
+}
+
+/// The image CONTAINS the package `id`.
+fn contains(image_ref: &str, id: &str) -> Value {
+    json!({
+        "spdxElementId": image_ref,
+        "relationshipType": "CONTAINS",
+        "relatedSpdxElement": id,
+    })
+}
+
 fn license_fields(text: Option<&str>, fallback: Option<&str>) -> (String, Option<String>) {
     match text
         .and_then(spdx_expression)
@@ -390,35 +429,18 @@ pub fn document(subject: &Subject, probe: &Probe) -> Vec<u8> {
             continue;
         }
         let (declared, comment) = license_fields(d.license.as_deref(), None);
-        let mut p = json!({
-            "SPDXID": id,
-            "name": d.name,
-            "versionInfo": d.version,
-            "sourceInfo": format!("built package from: {} {}", d.source, d.source_version),
-            "supplier": "Organization: Debian",
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": declared,
-            "copyrightText": "NOASSERTION",
-            "externalRefs": [{
-                "referenceCategory": "PACKAGE-MANAGER",
-                "referenceType": "purl",
-                "referenceLocator": format!(
-                    "pkg:deb/debian/{}@{}?arch={}&distro=debian-{}",
-                    d.name, purl_escape(&d.version), d.arch, subject.distro
-                ),
-            }],
-        });
-        if let Some(c) = comment {
-            p["licenseComments"] = c.into();
-        }
+        let purl = format!(
+            "pkg:deb/debian/{}@{}?arch={}&distro=debian-{}",
+            d.name,
+            purl_escape(&d.version),
+            d.arch,
+            subject.distro
+        );
+        let mut p = package(&id, &d.name, &d.version, declared, comment, purl);
+        p["sourceInfo"] = format!("built package from: {} {}", d.source, d.source_version).into();
+        p["supplier"] = "Organization: Debian".into();
         packages.push(p);
-        relationships.push(json!({
-            "spdxElementId": image_ref,
-            "relationshipType": "CONTAINS",
-            "relatedSpdxElement": id,
-        }));
+        relationships.push(contains(&image_ref, &id));
     }
     for d in &probe.dists {
         let id = spdx_ref("pypi", &normalize(&d.name), &d.version);
@@ -427,30 +449,13 @@ pub fn document(subject: &Subject, probe: &Probe) -> Vec<u8> {
         }
         let (declared, comment) =
             license_fields(d.license.as_deref(), classifier_license(&d.classifiers));
-        let mut p = json!({
-            "SPDXID": id,
-            "name": d.name,
-            "versionInfo": d.version,
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": declared,
-            "copyrightText": "NOASSERTION",
-            "externalRefs": [{
-                "referenceCategory": "PACKAGE-MANAGER",
-                "referenceType": "purl",
-                "referenceLocator": format!("pkg:pypi/{}@{}", normalize(&d.name), purl_escape(&d.version)),
-            }],
-        });
-        if let Some(c) = comment {
-            p["licenseComments"] = c.into();
-        }
-        packages.push(p);
-        relationships.push(json!({
-            "spdxElementId": image_ref,
-            "relationshipType": "CONTAINS",
-            "relatedSpdxElement": id,
-        }));
+        let purl = format!(
+            "pkg:pypi/{}@{}",
+            normalize(&d.name),
+            purl_escape(&d.version)
+        );
+        packages.push(package(&id, &d.name, &d.version, declared, comment, purl));
+        relationships.push(contains(&image_ref, &id));
     }
     let doc = json!({
         "spdxVersion": "SPDX-2.3",
