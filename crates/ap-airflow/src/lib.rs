@@ -14,6 +14,7 @@ pub mod local;
 pub mod lock;
 pub mod next_build;
 pub mod output;
+pub mod platform;
 pub mod publish;
 pub mod registry;
 pub mod release;

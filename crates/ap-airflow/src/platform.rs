@@ -1,0 +1,146 @@
+//! The architectures the images are built for, and how an image of each is named in the local engine.
+//!
+//! Docker 20.10 keeps one architecture per tag, so the engine's native architecture keeps the plain tags
+//! (`3.3.2-1-trixie`) and any other gets its name as a suffix (`3.3.2-1-trixie-arm64`). In a registry both sit
+//! under the plain tag, in one image index; the suffixed names are local only and never published.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Platform {
+    Amd64,
+    Arm64,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 2] = [Platform::Amd64, Platform::Arm64];
+
+    /// The architecture as Docker, OCI and Go name it (`GOARCH`).
+    pub fn arch(self) -> &'static str {
+        match self {
+            Platform::Amd64 => "amd64",
+            Platform::Arm64 => "arm64",
+        }
+    }
+
+    /// `linux/<arch>`, as `docker build --platform` and OCI indexes spell it.
+    pub fn docker(self) -> String {
+        format!("linux/{}", self.arch())
+    }
+
+    /// Debian's name for the architecture (debootstrap --arch, dpkg).
+    pub fn debian(self) -> &'static str {
+        self.arch()
+    }
+
+    /// The Rust target triple of the in-image runtime.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Platform::Amd64 => "x86_64-unknown-linux-gnu",
+            Platform::Arm64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+
+    /// What `uname -m` says inside a container of this platform.
+    pub fn machine(self) -> &'static str {
+        match self {
+            Platform::Amd64 => "x86_64",
+            Platform::Arm64 => "aarch64",
+        }
+    }
+
+    /// The platform this program was built for: the engine's native architecture on every host we support.
+    pub fn native() -> Platform {
+        if cfg!(target_arch = "aarch64") {
+            Platform::Arm64
+        } else {
+            Platform::Amd64
+        }
+    }
+
+    /// Suffix of a local tag: empty for the native architecture, `-<arch>` otherwise.
+    pub fn local_suffix(self) -> String {
+        if self == Platform::native() {
+            String::new()
+        } else {
+            format!("-{}", self.arch())
+        }
+    }
+
+    /// The local name of a tag's image of this platform: `<tag>` or `<tag>-<arch>`.
+    pub fn local_tag(self, tag: &str) -> String {
+        format!("{tag}{}", self.local_suffix())
+    }
+
+    /// Parses a comma-separated `--platform` list (`linux/amd64,linux/arm64`; `arm64` alone is accepted),
+    /// deduplicated, native first.
+    pub fn parse_list(s: &str) -> Result<Vec<Platform>, String> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim) {
+            let p: Platform = part.parse()?;
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out.sort_by_key(|p| (*p != Platform::native(), *p));
+        Ok(out)
+    }
+}
+
+impl FromStr for Platform {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix("linux/").unwrap_or(s) {
+            "amd64" | "x86_64" => Ok(Platform::Amd64),
+            "arm64" | "aarch64" | "arm64/v8" => Ok(Platform::Arm64),
+            "" => Err("empty platform (expected linux/amd64 or linux/arm64)".to_owned()),
+            other => Err(format!(
+                "unsupported platform {other:?} (expected linux/amd64 or linux/arm64)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "linux/{}", self.arch())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(Platform::Arm64.docker(), "linux/arm64");
+        assert_eq!(Platform::Arm64.rust_target(), "aarch64-unknown-linux-gnu");
+        assert_eq!(Platform::Amd64.machine(), "x86_64");
+        assert_eq!("aarch64".parse::<Platform>(), Ok(Platform::Arm64));
+        assert!("linux/s390x"
+            .parse::<Platform>()
+            .unwrap_err()
+            .contains("s390x"));
+    }
+
+    #[test]
+    fn the_native_architecture_keeps_the_plain_tag() {
+        let native = Platform::native();
+        assert_eq!(native.local_tag("3.3.2-1-trixie"), "3.3.2-1-trixie");
+        let other = Platform::ALL.into_iter().find(|p| *p != native).unwrap();
+        assert_eq!(
+            other.local_tag("3.3.2-1-trixie-onbuild"),
+            format!("3.3.2-1-trixie-onbuild-{}", other.arch())
+        );
+    }
+
+    #[test]
+    fn lists_are_deduplicated_native_first() {
+        let all = Platform::parse_list("linux/arm64, linux/amd64,arm64").unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], Platform::native());
+        assert!(Platform::parse_list("linux/arm64,").is_err());
+    }
+}
