@@ -7,6 +7,7 @@ pub mod attach;
 pub mod base;
 pub mod build;
 pub mod compress;
+pub mod cross;
 pub mod digest;
 pub mod docker;
 pub mod image;
