@@ -1,13 +1,14 @@
-//! The harness itself: PostgreSQL and Redis guards, ports, polling.
+//! The harness itself: PostgreSQL and Redis guards, ports, polling. Only the PostgreSQL guard needs root; the
+//! others run in a plain `cargo test` (Redis as in the runtime's tests).
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::util::{e2e, free_port, percent, poll, Postgres, Redis};
+use crate::util::{free_port, percent, poll, Postgres, Redis};
 
 #[test]
+#[ignore = "needs root (runs PostgreSQL as postgres): scripts/test runs it"]
 fn postgres_guard_serves_password_auth_on_loopback_and_cleans_up() {
-    e2e!();
     let port;
     {
         let pg = Postgres::start();
@@ -57,7 +58,6 @@ fn postgres_guard_serves_password_auth_on_loopback_and_cleans_up() {
 
 #[test]
 fn redis_guard_answers_ping_and_stops() {
-    e2e!();
     let port;
     {
         let r = Redis::start();
@@ -69,7 +69,6 @@ fn redis_guard_answers_ping_and_stops() {
 
 #[test]
 fn ports_are_distinct_and_polling_keeps_its_deadline() {
-    e2e!();
     let ports: std::collections::HashSet<u16> = (0..50).map(|_| free_port()).collect();
     assert_eq!(ports.len(), 50);
     let t0 = Instant::now();

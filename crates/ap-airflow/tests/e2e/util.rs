@@ -1,4 +1,4 @@
-//! Helpers of the image end-to-end tests: the on/off switch, the images under test, one-off and long-running
+//! Helpers of the image end-to-end tests: the images under test, one-off and long-running
 //! containers (removed on drop, their logs printed when a test fails), PostgreSQL and Redis on free loopback ports,
 //! polling with deadlines, HTTP probes and benchmark metrics.
 
@@ -14,18 +14,6 @@ use std::time::{Duration, Instant};
 
 use ap_airflow::release::{Flavour, ReleaseFile};
 
-/// Returns early from a test (printing why) unless `AP_AIRFLOW_E2E=1`.
-macro_rules! e2e {
-    () => {
-        fn f() {}
-        let name = std::any::type_name_of_val(&f);
-        if !$crate::util::enabled(name.strip_suffix("::f").unwrap_or(name)) {
-            return;
-        }
-    };
-}
-pub(crate) use e2e;
-
 /// Progress of a long test, written past libtest's capture so `scripts/test` shows where a slow run is.
 macro_rules! say {
     ($($arg:tt)*) => {
@@ -33,18 +21,6 @@ macro_rules! say {
     };
 }
 pub(crate) use say;
-
-pub fn enabled(test: &str) -> bool {
-    if std::env::var("AP_AIRFLOW_E2E").is_ok_and(|v| v == "1") {
-        start();
-        return true;
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: skipped: set AP_AIRFLOW_E2E=1 to run the image end-to-end tests (they need the built images)"
-    );
-    false
-}
 
 fn start() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();

@@ -107,10 +107,6 @@ fn other_file_systems_are_not_entered() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("mount") {
-        eprintln!("skipped: cannot mount here: {out:?}");
-        return;
-    }
     assert!(out.status.success(), "{out:?}");
     let line = stdout
         .lines()
