@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ap_airflow::image;
+
 use crate::util::{images, Container};
 
 const PROBE: &str = r#"
@@ -35,18 +37,19 @@ fn assert_astro(user: &str) {
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("<missing>");
     assert_eq!(
         get("uid"),
-        "50000",
+        image::ASTRONOMER_UID.to_string(),
         "--user {user} should run as astro: {f:#?}"
     );
+    let gid = image::ASTRONOMER_GROUP_GID.to_string();
     assert!(
-        get("gids").split(' ').any(|g| g == "101"),
+        get("gids").split(' ').any(|g| g == gid),
         "--user {user}: astrogroup missing: {f:#?}"
     );
     assert!(
         !get("gids").split(' ').any(|g| g == "0"),
         "--user {user}: kept root's group: {f:#?}"
     );
-    assert_eq!(get("home"), "/home/astro", "--user {user}: {f:#?}");
+    assert_eq!(get("home"), image::ASTRONOMER_HOME, "--user {user}: {f:#?}");
     assert_eq!(get("home_writable"), "yes", "--user {user}: {f:#?}");
     assert_eq!(
         get("airflow"),
