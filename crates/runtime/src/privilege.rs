@@ -183,7 +183,7 @@ pub fn arbitrary_passwd_line(uid: u32, gid: u32, home: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::passwd::User;
-    use crate::syscall::{Call, Fake};
+    use crate::syscall::fake::{Call, Fake};
 
     fn acc(uid: u32, gid: u32, groups: &[u32]) -> Account {
         Account {
