@@ -1,10 +1,10 @@
-//! The harness itself: PostgreSQL and Redis guards, ports, polling. Only the PostgreSQL guard needs root; the
-//! others run in a plain `cargo test` (Redis as in the runtime's tests).
+//! The harness itself: the PostgreSQL guard (it needs root) and URL encoding. Ports, polling and Redis are
+//! test-support's, tested there.
 
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{free_port, percent, poll, Postgres, Redis};
+use crate::util::{percent, poll, Postgres};
 
 #[test]
 #[ignore = "needs root (runs PostgreSQL as postgres): scripts/test runs it"]
@@ -56,38 +56,8 @@ fn postgres_guard_serves_password_auth_on_loopback_and_cleans_up() {
     );
 }
 
+/// The userinfo of the URLs the tests give Airflow.
 #[test]
-fn redis_guard_answers_ping_and_stops() {
-    let port;
-    {
-        let r = Redis::start();
-        port = r.port;
-        assert!(r.ping());
-    }
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
-}
-
-#[test]
-fn ports_are_distinct_and_polling_keeps_its_deadline() {
-    let ports: std::collections::HashSet<u16> = (0..50).map(|_| free_port()).collect();
-    assert_eq!(ports.len(), 50);
-    let t0 = Instant::now();
-    assert_eq!(
-        poll(
-            Duration::from_millis(300),
-            Duration::from_millis(50),
-            || None::<()>
-        ),
-        None
-    );
-    assert!(t0.elapsed() < Duration::from_secs(2));
-    let mut n = 0;
-    assert_eq!(
-        poll(Duration::from_secs(5), Duration::from_millis(1), || {
-            n += 1;
-            (n == 3).then_some(n)
-        }),
-        Some(3)
-    );
+fn percent_encodes_everything_but_unreserved_characters() {
     assert_eq!(percent("a@b/c:d%e f"), "a%40b%2Fc%3Ad%25e%20f");
 }

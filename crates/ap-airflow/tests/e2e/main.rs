@@ -5,7 +5,8 @@
 //! `scripts/test` runs them with `-- --ignored`; there a missing image or Docker engine is a failure, never a skip.
 //! Run them one at a time (`-- --test-threads=1`): each starts Airflow containers on the host network.
 //!
-//! * `harness`: the PostgreSQL and Redis guards and the helpers the other tests lean on.
+//! * `harness`: the PostgreSQL guard and the helpers the other tests lean on (ports, polling and Redis come from
+//!   the workspace's test-support crate).
 //! * `image`: facts of the base and onbuild images (user, labels, env, paths, config defaults, `pip check`, …).
 //! * `onbuild`: projects built FROM the onbuild image (packages.txt, requirements.txt, pin refusal, caching).
 //! * `executors`: LocalExecutor and CeleryExecutor against PostgreSQL and Redis, `/health`, a DAG run to

@@ -20,14 +20,14 @@ fn target(url: &str) -> Target {
 /// Poll the server ourselves until it is ready; returns when that happened.
 fn ready_at(url: &str) -> Instant {
     let t = target(url);
-    poll("server ready", T, || {
+    wait_for("server ready", T, || {
         (probe(&t) == Outcome::Ready).then(Instant::now)
     })
 }
 
 /// The entrypoint proceeds (runs the stub) within NOTICE of the server becoming ready.
 fn proceeds_promptly(p: &mut Proc, stub: &Stub, ready: Instant) {
-    poll("the command to start", T, || {
+    wait_for("the command to start", T, || {
         (!stub.calls().is_empty()).then_some(())
     });
     let late = ready.elapsed();
@@ -87,7 +87,7 @@ fn waits_while_postgres_is_starting_up() {
     pg.start();
     // The port is open and the server answers, but with 57P03: not ready.
     let t = target(&url);
-    poll("the standby to answer 57P03", T, || match probe(&t) {
+    wait_for("the standby to answer 57P03", T, || match probe(&t) {
         Outcome::NotReady(r) if r.contains("57P03") => Some(()),
         _ => None,
     });
@@ -190,7 +190,7 @@ fn celery_worker_waits_for_redis_broker() {
         p.running() && stub.calls().is_empty(),
         "worker started with the broker down"
     );
-    let _redis = Redis::start(port);
+    let _redis = Redis::spawn(port);
     let ready = ready_at(&url);
     proceeds_promptly(&mut p, &stub, ready);
     assert_eq!(stub.calls(), ["celery worker|CeleryExecutor"]);
@@ -200,7 +200,7 @@ fn celery_worker_waits_for_redis_broker() {
 #[test]
 fn broker_failover_list_any_one_is_enough() {
     let (down, up) = (free_port(), free_port());
-    let _redis = Redis::start(up);
+    let _redis = Redis::spawn(up);
     ready_at(&format!("redis://127.0.0.1:{up}"));
     let stub = Stub::new();
     let out = stub
@@ -223,7 +223,7 @@ fn broker_failover_list_any_one_is_enough() {
 #[test]
 fn db_url_from_cmd_variant() {
     let port = free_port();
-    let _redis = Redis::start(port);
+    let _redis = Redis::spawn(port);
     ready_at(&format!("redis://127.0.0.1:{port}"));
     let stub = Stub::new();
     // Any protocol answers the question "is it up"; a redis URL as the "database" keeps this test root-free.
@@ -290,7 +290,7 @@ fn execution_api_is_waited_for_after_the_migration() {
     );
     let api = reserved.serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     let ready = Instant::now();
-    poll("the scheduler to start", T, || {
+    wait_for("the scheduler to start", T, || {
         (stub.calls().len() == 2).then_some(())
     });
     let late = ready.elapsed();

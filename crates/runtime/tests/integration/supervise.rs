@@ -280,16 +280,16 @@ fn group_mode(init: &str, pre: &[&str], env: Option<&str>, group: bool) {
         c.env(e, "");
     }
     let mut p = Proc::spawn(c);
-    poll("ready", T, || {
+    wait_for("ready", T, || {
         read(&log).lines().any(|l| l == "ready").then_some(())
     });
     let init_pid = p.ns_init();
     kill(init_pid, libc::SIGUSR1);
-    poll("child-USR1", T, || {
+    wait_for("child-USR1", T, || {
         read(&log).contains("child-USR1").then_some(())
     });
     kill(init_pid, libc::SIGUSR2);
-    poll("gc-USR2", T, || {
+    wait_for("gc-USR2", T, || {
         read(&log).contains("gc-USR2").then_some(())
     });
     // USR1 is delivered before USR2 whenever the grandchild got it at all, so this is no race.
@@ -474,7 +474,7 @@ fn parent_death_signal_reaches_the_child() {
     lines_at_least(&log, 1, T);
     kill(p.pid(), libc::SIGKILL);
     p.wait(T);
-    poll("TERM from the parent-death signal", T, || {
+    wait_for("TERM from the parent-death signal", T, || {
         read(&log).lines().any(|l| l == "TERM").then_some(())
     });
 }
