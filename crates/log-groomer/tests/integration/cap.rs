@@ -1,7 +1,6 @@
 //! --max-size: shorten the retention until the folder fits, never below the one-hour floor.
 
 use crate::util::*;
-use std::process::Command;
 
 /// Twenty 1000-byte logs aged 1..=20 days, plus a 500-byte non-log file that counts towards the size.
 fn aged_tree(root: &std::path::Path) {
@@ -40,7 +39,7 @@ fn byte_cap_shortens_retention_until_it_fits() {
         "--max-size",
         "12000",
     ]);
-    assert!(out.status.success());
+    out.assert_success();
     let line = pass_line(&out);
     assert!(line.contains("cap=shortened retention=12d"), "{line}");
     assert_eq!(field(&line, "files"), 9, "{line}");
@@ -77,7 +76,7 @@ fn cap_never_goes_below_the_floor() {
         "--max-size",
         "1",
     ]);
-    assert!(out.status.success());
+    out.assert_success();
     let line = pass_line(&out);
     assert!(line.contains("cap=unmet retention=1h"), "{line}");
     assert_eq!(field(&line, "files"), 20, "{line}");
@@ -151,24 +150,12 @@ fn percent_cap_is_of_the_volume_size() {
         echo "statvfs $5 $6 $7 cap $cap"
         "$1" --once --dry-run --directory "$3/logs" --retention-days 30 --max-size "$cap"
     "#;
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            BIN,
-        ])
-        .arg(t.path())
-        .arg(&mnt)
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out = in_private_mount_namespace(
+        script,
+        &[BIN.as_ref(), t.path().as_ref(), mnt.as_ref(), tree.as_ref()],
+    );
+    out.assert_success();
+    let stdout = out.stdout_text();
     let stats: Vec<&str> = stdout
         .lines()
         .find_map(|l| l.strip_prefix("statvfs "))

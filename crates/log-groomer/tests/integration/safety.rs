@@ -39,9 +39,8 @@ fn system_folders_are_refused() {
     let out = Command::new(BIN)
         .arg("--once")
         .env("AIRFLOW_HOME", "/proc/self/..")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+        .ran();
+    out.assert_code(2);
 }
 
 /// The folder may appear only after start-up: it is checked again before every pass.
@@ -90,24 +89,13 @@ fn other_file_systems_are_not_entered() {
         "$1" --once -v --pattern '*' --directory "$4"
         echo "left: $(cd "$2" && find . | sort | tr '\n' ' ')"
     "#;
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            BIN,
-        ])
-        .arg(&mnt)
-        .arg(old.to_string())
-        .arg(&root)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
+    let old = old.to_string();
+    let out = in_private_mount_namespace(
+        script,
+        &[BIN.as_ref(), mnt.as_ref(), old.as_ref(), root.as_ref()],
+    );
+    out.assert_success();
+    let stdout = out.stdout_text();
     let line = stdout
         .lines()
         .find(|l| l.contains(": pass "))
@@ -157,7 +145,7 @@ fn only_folders_that_held_deleted_logs_are_removed() {
         .filter(|p| root.join(p).is_dir())
         .collect();
     let out = run(&["--once", "-v", "--directory", root.to_str().unwrap()]);
-    assert!(out.status.success());
+    out.assert_success();
     let line = pass_line(&out);
     assert_eq!(field(&line, "files"), 1, "{line}");
     assert_eq!(field(&line, "folders"), 2, "task_id=t and run_id=r: {line}");
