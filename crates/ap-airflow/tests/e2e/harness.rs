@@ -4,6 +4,8 @@
 use std::net::TcpStream;
 use std::time::Duration;
 
+use test_support::RunExt;
+
 use crate::util::{percent, poll, Postgres};
 
 #[test]
@@ -39,11 +41,11 @@ fn postgres_guard_serves_password_auth_on_loopback_and_cleans_up() {
                     "airflow",
                 ])
                 .args(["-X", "-A", "-t", "-c", "SELECT 1"])
-                .output()
-                .unwrap()
+                .ran()
         };
-        assert!(login("p@ss/w:rd").status.success());
-        assert!(!login("wrong").status.success());
+        login("p@ss/w:rd").assert_success();
+        let wrong = login("wrong");
+        assert!(!wrong.status.success(), "{wrong}");
     }
     let closed = poll(Duration::from_secs(10), Duration::from_millis(100), || {
         TcpStream::connect(("127.0.0.1", port))

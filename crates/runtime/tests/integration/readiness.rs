@@ -147,9 +147,8 @@ fn max_count_zero_disables_waiting() {
             format!("postgresql://127.0.0.1:{}/x", free_port()),
         )
         .env("CONNECTION_CHECK_MAX_COUNT", "0")
-        .output()
-        .unwrap();
-    assert_eq!(code(out.status), 0);
+        .ran();
+    out.assert_code(0);
     assert_eq!(stub.calls(), ["scheduler|"]);
 }
 

@@ -273,8 +273,7 @@ fn bad_settings_are_one_line() {
     );
     assert_eq!((rc, out.lines().count()), (2, 1), "{out}");
     assert!(out.contains("CONNECTION_CHECK_MAX_COUNT"));
-    let out = stub.entrypoint(&[]).output().unwrap();
-    assert_eq!(code(out.status), 2);
+    stub.entrypoint(&[]).ran().assert_code(2);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use test_support::{as_postgres, initdb};
-pub use test_support::{free_port, wait_for, Redis};
+pub use test_support::{free_port, wait_for, Redis, RunExt};
 
 pub const ENTRYPOINT: &str = env!("CARGO_BIN_EXE_entrypoint");
 pub const TINI: &str = env!("CARGO_BIN_EXE_tini");
