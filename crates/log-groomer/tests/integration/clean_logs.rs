@@ -220,8 +220,7 @@ fn frequency_maps_onto_every_minutes_and_sigterm_stops_the_groomer_itself() {
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", g.child.id())).unwrap();
     assert_eq!(comm.trim(), "clean-airflow-l", "not exec'd: {comm}");
     g.signal(libc::SIGTERM);
-    let (status, took) = g.exit_within(Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0));
+    let took = g.exits_with(0, Duration::from_secs(5));
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert!(g.rest().iter().any(|l| l.contains("stopping on signal")));
 }

@@ -184,6 +184,22 @@ impl Running {
         }
     }
 
+    /// Waits for exit (as [`Running::exit_within`]) and checks the exit code: a wrong one panics showing the status,
+    /// every stdout line and stderr. Returns how long it took.
+    #[track_caller]
+    pub fn exits_with(&mut self, code: i32, limit: Duration) -> Duration {
+        let (status, took) = self.exit_within(limit);
+        if status.code() != Some(code) {
+            self.rest();
+            panic!(
+                "expected exit code {code}, got {status}\n--- stdout\n{}\n--- stderr\n{}",
+                self.seen.join("\n"),
+                self.stderr().trim_end()
+            );
+        }
+        took
+    }
+
     /// Everything written to stderr so far; all of it once the process has exited.
     pub fn stderr(&mut self) -> String {
         if self.child.try_wait().unwrap().is_some() {
