@@ -487,21 +487,34 @@ pub enum Until<'a> {
     After(Duration),
 }
 
-/// Starts `airflow scheduler` with `env` (directly, and as PID 1 too when root), sends SIGTERM at `until`: the
-/// entrypoint must exit 143 within 1.5 s, saying `said`, without running the command.
+/// How [`sigterm_stops_start_up`] starts the entrypoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// Directly, as a child of the test.
+    Exec,
+    /// As PID 1 of a new PID namespace (needs root: the test is `#[ignore = "needs root…"]`).
+    Pid1,
+}
+
+/// Starts `airflow scheduler` with `env` in each of `inits`, sends SIGTERM at `until`: the entrypoint must exit
+/// 143 within 1.5 s, saying `said`, without running the command.
 pub fn sigterm_stops_start_up(
+    inits: &[Init],
     env: &[(&str, &str)],
     until: Until,
     said: &str,
     wrap: fn(Command) -> Command,
 ) {
     let stub = Stub::new();
-    let mut cmds = vec![("exec", stub.entrypoint(&["airflow", "scheduler"]))];
-    if is_root() {
-        let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
-        c.env_clear().env("PATH", stub.path()).envs(same_user());
-        cmds.push(("pid1", c));
-    }
+    let cmds = inits.iter().map(|init| match init {
+        Init::Exec => ("exec", stub.entrypoint(&["airflow", "scheduler"])),
+        Init::Pid1 => {
+            require_root!();
+            let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
+            c.env_clear().env("PATH", stub.path()).envs(same_user());
+            ("pid1", c)
+        }
+    });
     for (mode, mut c) in cmds {
         c.envs(env.iter().copied());
         let mut p = Proc::spawn(wrap(c));
