@@ -11,7 +11,10 @@ use std::process::{ExitCode, Stdio};
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::image::{ASTRONOMER_UID, ASTRONOMER_USER, PLATFORM_UID};
+use crate::image::{
+    ASTRONOMER_GROUP, ASTRONOMER_GROUP_GID, ASTRONOMER_UID, ASTRONOMER_USER, PATHS, PLATFORM_GROUP,
+    PLATFORM_UID, STEPDOWN_USER_FILE,
+};
 use crate::platform::Platform;
 use crate::release::{Flavour, Release};
 use crate::Context;
@@ -218,49 +221,36 @@ const ARCH_CHECKED: [&str; 4] = [
 /// What the probe inside the image must report. Pure.
 pub fn expected_probe(release: &Release) -> Vec<(String, Want)> {
     let user = ASTRONOMER_USER;
-    // Group root may write: arbitrary UIDs run in group 0 (images/airflow/Dockerfile).
-    let dir = format!("{user}:root 775");
-    let exe = "root:root 755".to_owned();
     [
         ("airflow.version", eq(&release.airflow)),
         ("python.version", eq(&release.python)),
         ("id.uid", eq(ASTRONOMER_UID.to_string())),
         ("id.user", eq(user)),
         ("id.group", eq(user)),
-        ("id.groups", Want::HasItem("astrogroup".into())),
-        ("astrogroup.gid", eq("101")),
-        ("platform.groups", Want::HasItem("gosuers".into())),
-        ("path:/usr/local/airflow", eq(&dir)),
-        ("path:/usr/local/airflow/logs", eq(&dir)),
-        ("path:/entrypoint", eq(&exe)),
-        ("path:/usr/bin/tini", eq(&exe)),
-        ("path:/usr/local/bin/clean-airflow-logs", eq(&exe)),
-        (
-            "path:/usr/local/libexec/ap-airflow/stepdown",
-            eq("root:gosuers 4750"),
-        ),
-        (
-            "path:/usr/local/libexec/ap-airflow/stepdown-user",
-            eq("root:root 644"),
-        ),
-        ("path:/usr/share/man/man1", Want::NonEmpty),
-        ("path:/usr/share/man/man7", Want::NonEmpty),
-        ("stepdown.user", eq(user)),
-        (
-            "path:/opt/airflow",
-            eq("root:root 777 -> /usr/local/airflow"),
-        ),
-        ("path:/clean-logs", eq(&exe)),
-        ("env:AIRFLOW_VERSION", eq(&release.airflow)),
-        ("auth.importable", eq("yes")),
-        ("pip.check", eq("ok")),
-        ("absent.compilers", eq("yes")),
-        ("absent.dev_packages", eq("yes")),
-        ("absent.gosu", eq("yes")),
-        ("absent.devel_ca", eq("yes")),
+        ("id.groups", Want::HasItem(ASTRONOMER_GROUP.into())),
+        ("astrogroup.gid", eq(ASTRONOMER_GROUP_GID.to_string())),
+        ("platform.groups", Want::HasItem(PLATFORM_GROUP.into())),
     ]
     .into_iter()
     .map(|(k, w)| (k.to_owned(), w))
+    .chain(PATHS.iter().map(|p| {
+        let want = p.stat().map(Want::Eq).unwrap_or(Want::NonEmpty);
+        (format!("path:{}", p.path), want)
+    }))
+    .chain(
+        [
+            ("stepdown.user", eq(user)),
+            ("env:AIRFLOW_VERSION", eq(&release.airflow)),
+            ("auth.importable", eq("yes")),
+            ("pip.check", eq("ok")),
+            ("absent.compilers", eq("yes")),
+            ("absent.dev_packages", eq("yes")),
+            ("absent.gosu", eq("yes")),
+            ("absent.devel_ca", eq("yes")),
+        ]
+        .into_iter()
+        .map(|(k, w)| (k.to_owned(), w)),
+    )
     .chain(config_settings(release).map(|(name, value)| (format!("config.{name}"), eq(value))))
     .collect()
 }
@@ -276,8 +266,11 @@ pub fn probe_script(release: &Release) -> String {
         .filter_map(|(name, _)| name.split_once('.'))
         .map(|(s, k)| format!("({s:?}, {k:?})"))
         .collect();
+    let paths: Vec<&str> = PATHS.iter().map(|p| p.path).collect();
     include_str!("verify-probe.sh")
         .replace("@PLATFORM_UID@", &PLATFORM_UID.to_string())
+        .replace("@PATHS@", &paths.join(" "))
+        .replace("@STEPDOWN_USER_FILE@", STEPDOWN_USER_FILE)
         .replace("@SETTINGS@", &settings.join(", "))
 }
 
@@ -532,6 +525,16 @@ mod tests {
             .iter()
             .any(|d| d.fact == "airflow.version" || d.fact == "pip.check"));
         assert!(diffs.iter().any(|d| d.fact == "id.uid" && d.got.is_none()));
+    }
+
+    #[test]
+    fn probe_script_lists_every_path_of_the_contract() {
+        let script = probe_script(&Release::sample());
+        assert!(!script.contains('@'), "a placeholder is left:\n{script}");
+        let words: Vec<&str> = script.split([' ', ';', '\n']).collect();
+        for p in PATHS {
+            assert!(words.contains(&p.path), "{}", p.path);
+        }
     }
 
     #[test]

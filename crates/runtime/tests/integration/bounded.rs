@@ -77,6 +77,17 @@ fn a_server_trickling_bytes_cannot_hold_an_attempt() {
 
 #[test]
 fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once() {
+    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_in(&[Init::Exec]);
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_as_pid1() {
+    require_root!();
+    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_in(&[Init::Pid1]);
+}
+
+fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_in(inits: &[Init]) {
     // Twelve brokers that accept and never answer: one round of attempts takes 12 s or more.
     let silent: Vec<_> = (0..12).map(|_| Reserved::new()).collect();
     let url = silent
@@ -86,6 +97,7 @@ fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once() {
         .join(";");
     let _listening: Vec<_> = silent.into_iter().map(Reserved::silent).collect();
     sigterm_stops_start_up(
+        inits,
         &[
             ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////tmp/x.db"),
             ("AIRFLOW__CELERY__BROKER_URL", &url),
@@ -137,6 +149,7 @@ fn sigterm_ends_a_hanging_name_lookup_at_once() {
         ),
     ];
     sigterm_stops_start_up(
+        &[Init::Exec, Init::Pid1],
         &env,
         Until::After(Duration::from_millis(1000)),
         "SIGTERM while waiting for the database",
