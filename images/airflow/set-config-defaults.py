@@ -1,6 +1,6 @@
 """Make the image's Airflow settings part of Airflow's own packaged defaults.
 
-Usage: python set-config-defaults.py SECTION.KEY=VALUE ...
+Usage: python set-config-defaults.py [--no-read-back] SECTION.KEY=VALUE ...
 
 Airflow 2.7+ has no default_airflow.cfg to sed: defaults come from config_templates/config.yml (core options) and
 from each provider's get_provider_info() "config" (e.g. [fab], [kubernetes_executor]); an option defined in neither
@@ -113,8 +113,11 @@ def set_in_fallback(path: pathlib.Path, section: str, key: str, value: str) -> N
 
 
 def main(argv):
+    # --no-read-back: only the edits' own read-back (no Airflow start-up); `ap-airflow verify` reads the settings
+    # through Airflow in the finished image (emulated builds, where starting Airflow costs minutes).
+    read_back = "--no-read-back" not in argv
     settings = []
-    for arg in argv:
+    for arg in (a for a in argv if a != "--no-read-back"):
         name, sep, value = arg.partition("=")
         section, dot, key = name.partition(".")
         if not (sep and dot and section and key):
@@ -134,6 +137,8 @@ def main(argv):
             where = "pre_2_7_defaults.cfg"
         print(f"default {section}.{key} = {value} ({where})")
 
+    if not read_back:
+        return
     # Proof through Airflow itself, in a scratch AIRFLOW_HOME (Airflow writes an airflow.cfg on first use): one
     # process reads every setting as `airflow config get-value` does (provider sections join the defaults first).
     # One Airflow start-up instead of one per setting: under emulation (arm64 images) each costs a minute.
