@@ -36,8 +36,8 @@ pub struct Args {
     pub python_base_image: Option<String>,
     /// Architectures to build, comma-separated: linux/amd64, linux/arm64 (default: the host's). Another
     /// architecture than the host's builds under emulation and is tagged `<tag>-<arch>` locally.
-    #[arg(long, value_name = "PLATFORMS", value_parser = parse_platforms)]
-    pub platform: Option<Vec<Platform>>,
+    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',', value_parser = parse_platform)]
+    pub platform: Vec<Platform>,
     /// Take entrypoint, tini and clean-airflow-logs from DIR instead of building them with cargo (the host's
     /// architecture only; another is always cross-compiled).
     #[arg(long, value_name = "DIR")]
@@ -53,9 +53,8 @@ pub struct Args {
     pub offline: bool,
 }
 
-// clap would split a Vec<T> value on commas itself only with value_delimiter; one parser keeps the errors whole.
-fn parse_platforms(s: &str) -> Result<Vec<Platform>, String> {
-    Platform::parse_list(s)
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    s.parse()
 }
 
 /// What the labels record about this build.
@@ -207,10 +206,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     let ca = host_ca_bundle()?;
     let engine = docker::ping()?;
-    let platforms = args
-        .platform
-        .clone()
-        .unwrap_or_else(|| vec![Platform::native()]);
+    let platforms = Platform::ordered(&args.platform);
     for p in &platforms {
         p.check_runnable().map_err(anyhow::Error::msg)?;
     }

@@ -103,18 +103,21 @@ impl Platform {
         }
     }
 
-    /// Parses a comma-separated `--platform` list (`linux/amd64,linux/arm64`; `arm64` alone is accepted),
-    /// deduplicated, native first.
+    /// Parses a comma-separated `--platform` list (`linux/amd64,linux/arm64`; `arm64` alone is accepted).
     pub fn parse_list(s: &str) -> Result<Vec<Platform>, String> {
-        let mut out = Vec::new();
-        for part in s.split(',').map(str::trim) {
-            let p: Platform = part.parse()?;
-            if !out.contains(&p) {
-                out.push(p);
-            }
+        s.split(',').map(|p| p.trim().parse()).collect()
+    }
+
+    /// The platforms to build, deduplicated, the native one first (an emulated build takes its bytecode list
+    /// from the native image); none given: the native one.
+    pub fn ordered(given: &[Platform]) -> Vec<Platform> {
+        let mut out = given.to_vec();
+        if out.is_empty() {
+            out.push(Platform::native());
         }
         out.sort_by_key(|p| (*p != Platform::native(), *p));
-        Ok(out)
+        out.dedup();
+        out
     }
 }
 
@@ -181,9 +184,11 @@ mod tests {
 
     #[test]
     fn lists_are_deduplicated_native_first() {
-        let all = Platform::parse_list("linux/arm64, linux/amd64,arm64").unwrap();
+        let all =
+            Platform::ordered(&Platform::parse_list("linux/arm64, linux/amd64,arm64").unwrap());
         assert_eq!(all.len(), 2);
         assert_eq!(all[0], Platform::native());
+        assert_eq!(Platform::ordered(&[]), [Platform::native()]);
         assert!(Platform::parse_list("linux/arm64,").is_err());
     }
 }
