@@ -7,6 +7,7 @@ pub(crate) mod attach;
 pub mod base;
 pub mod build;
 pub(crate) mod compress;
+pub mod cross;
 pub(crate) mod digest;
 pub(crate) mod docker;
 pub mod image;

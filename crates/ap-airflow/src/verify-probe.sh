@@ -13,6 +13,14 @@ echo "id.groups=$(id -Gn)"
 echo "astrogroup.gid=$(getent group astrogroup | cut -d: -f3)"
 echo "platform.groups=$(id -Gn "$(getent passwd @PLATFORM_UID@ | cut -d: -f1)")"
 for p in @PATHS@; do st "$p"; done
+# The architecture everything is built for: the kernel's (qemu's, under emulation), Python's, and each ELF's
+# e_machine (62 x86-64, 183 AArch64).
+echo "uname.machine=$(uname -m)"
+echo "python.machine=$(python -c 'import platform; print(platform.machine())')"
+# (The step-down copy of /entrypoint is not readable by astro.)
+for p in /entrypoint /usr/bin/tini /usr/local/bin/clean-airflow-logs /usr/local/airflow-venv/bin/python; do
+  echo "elf:${p}=$(od -An -tu2 -j18 -N2 "$p" | tr -d ' ')"
+done
 echo "stepdown.user=$(cat @STEPDOWN_USER_FILE@)"
 python - <<'PY'
 import importlib, warnings

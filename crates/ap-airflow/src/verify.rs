@@ -15,6 +15,7 @@ use crate::image::{
     ASTRONOMER_GROUP, ASTRONOMER_GROUP_GID, ASTRONOMER_UID, ASTRONOMER_USER, PATHS, PLATFORM_GROUP,
     PLATFORM_UID, STEPDOWN_USER_FILE,
 };
+use crate::platform::Platform;
 use crate::release::{Flavour, Release};
 use crate::Context;
 
@@ -193,6 +194,30 @@ pub fn inspect_facts(v: &Value) -> BTreeMap<String, String> {
     f
 }
 
+/// The architecture the probe must find everything built for: the one the image's config names (crate::platform).
+pub fn expected_architecture(platform: Platform) -> Vec<(String, Want)> {
+    let elf = match platform {
+        Platform::Amd64 => "62",
+        Platform::Arm64 => "183",
+    };
+    let mut want = vec![
+        ("uname.machine".to_owned(), eq(platform.machine())),
+        ("python.machine".to_owned(), eq(platform.machine())),
+    ];
+    for path in ARCH_CHECKED {
+        want.push((format!("elf:{path}"), eq(elf)));
+    }
+    want
+}
+
+/// Executables whose ELF machine the probe reads: the Rust runtime and the venv's Python.
+const ARCH_CHECKED: [&str; 4] = [
+    "/entrypoint",
+    "/usr/bin/tini",
+    "/usr/local/bin/clean-airflow-logs",
+    "/usr/local/airflow-venv/bin/python",
+];
+
 /// What the probe inside the image must report. Pure.
 pub fn expected_probe(release: &Release) -> Vec<(String, Want)> {
     let user = ASTRONOMER_USER;
@@ -307,14 +332,21 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     };
     let lock_sha = crate::digest::sha256_file(&file.lock_path(&release))?;
     let mut expected = expected_inspect(&release, flavour, &lock_sha);
+    let architecture = inspect["Architecture"].as_str().unwrap_or_default();
+    let platform: Platform = architecture
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: image config: {e}", args.image))?;
 
     if !args.no_run {
+        // Another architecture runs under emulation (binfmt_misc): said explicitly, docker does not warn.
         let out = crate::docker::docker()
             .args([
                 "run",
                 "--rm",
                 "--network",
                 "host",
+                "--platform",
+                &platform.docker(),
                 "--entrypoint",
                 "/bin/sh",
             ])
@@ -332,6 +364,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
         facts.extend(parse_probe(&String::from_utf8_lossy(&out.stdout)));
         expected.extend(expected_probe(&release));
+        expected.extend(expected_architecture(platform));
     }
 
     let diffs = compare(&expected, &facts);
@@ -340,7 +373,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     if diffs.is_empty() {
         println!(
-            "{}: matches release {} ({flavour}, {} checks)",
+            "{}: matches release {} ({flavour}, {platform}, {} checks)",
             args.image,
             release.name(),
             expected.len()

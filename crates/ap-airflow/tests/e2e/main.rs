@@ -15,6 +15,7 @@
 //! * `chart`: the official Helm chart's invocations (jobs, components, probes, groomer sidecar, grace periods)
 //!   replayed with `docker run` against PostgreSQL and Redis.
 
+mod arm64;
 mod chart;
 mod executors;
 mod harness;

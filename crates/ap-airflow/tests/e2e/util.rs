@@ -583,7 +583,18 @@ impl Project {
 
     /// `docker build` with the legacy builder (it runs ONBUILD) FROM the onbuild image under test.
     pub fn build(&self, tag: &str, timeout: Duration) -> Build {
-        let base = format!("BASE_IMAGE={}", images().onbuild);
+        self.build_from(&images().onbuild, None, tag, timeout)
+    }
+
+    /// `docker build` FROM `onbuild`, for `platform` (`linux/arm64`: under emulation) when given.
+    pub fn build_from(
+        &self,
+        onbuild: &str,
+        platform: Option<&str>,
+        tag: &str,
+        timeout: Duration,
+    ) -> Build {
+        let base = format!("BASE_IMAGE={onbuild}");
         let mut cmd = Command::new("docker");
         cmd.env("DOCKER_BUILDKIT", "0")
             .args([
@@ -594,6 +605,7 @@ impl Project {
                 "--build-arg",
                 &base,
             ])
+            .args(platform.map(|p| ["--platform", p]).into_iter().flatten())
             .args(ca_build_args())
             .args(["-t", tag])
             .arg(self.dir.path());
