@@ -94,6 +94,7 @@ pub fn base_build_args(
         ("BUILD_URL", meta.build_url.clone()),
         ("LOCK_SHA256", meta.lock_sha256.clone()),
         ("IMAGE_REF", image_ref.to_owned()),
+        ("EMULATED", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -170,6 +171,8 @@ pub fn assemble_context(
     }
     std::fs::copy(lock, dir.join("constraints.txt"))
         .with_context(|| format!("cannot read lock {}", lock.display()))?;
+    // The module list of an emulated build's bytecode (build_platform fills it in); empty: warm-bytecode.py.
+    std::fs::write(dir.join("bytecode-modules.txt"), b"")?;
     match ca {
         Some(ca) => std::fs::copy(ca, dir.join("devel-ca.crt"))
             .map(|_| ())
@@ -317,7 +320,13 @@ fn build_platform(
         .tempdir()?;
     assemble_context(base_dir.path(), &images, &bins, &lock, ca)?;
     let base_tags = image_names(repository, release, Flavour::Base, platform);
-    let build_args = base_build_args(release, &python_base, &base_tags[0], meta);
+    let mut build_args = base_build_args(release, &python_base, &base_tags[0], meta);
+    if platform != Platform::native() {
+        set_arg(&mut build_args, "EMULATED", "1");
+        let native = image_names(repository, release, Flavour::Base, Platform::native());
+        let modules = bytecode_modules(steps, &native[0], &meta.lock_sha256)?;
+        std::fs::write(base_dir.path().join("bytecode-modules.txt"), modules)?;
+    }
     steps.run(
         &format!("base image {}", base_tags[0]),
         docker_build(
@@ -349,6 +358,81 @@ fn build_platform(
         ),
     )?;
     Ok([base_tags, onbuild_tags])
+}
+
+fn set_arg(args: &mut [(String, String)], name: &str, value: &str) {
+    if let Some((_, v)) = args.iter_mut().find(|(k, _)| k == name) {
+        *v = value.to_owned();
+    }
+}
+
+/// For an emulated build: the modules the host architecture's image of the same line has bytecode for, as paths
+/// relative to site-packages (images/airflow/Dockerfile compiles them instead of importing everything under
+/// emulation). Empty, with a note, when that image is missing or was built from another lock.
+fn bytecode_modules(
+    steps: &Steps,
+    native_image: &str,
+    lock_sha256: &str,
+) -> anyhow::Result<String> {
+    let label = "io.astronomer.docker.airflow.lock.sha256";
+    let same_lock = docker::image_exists(native_image)?
+        && docker::inspect_image(native_image)?["Config"]["Labels"][label] == lock_sha256;
+    if !same_lock {
+        steps.note(&format!(
+            "bytecode: no {native_image} of this lock to take the module list from; importing every module under emulation (slow)"
+        ));
+        return Ok(String::new());
+    }
+    let out = docker::docker()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            "--entrypoint",
+            "python",
+            native_image,
+            "-c",
+        ])
+        .arg(LIST_PYC)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run docker")?;
+    if !out.status.success() {
+        bail!("cannot list the bytecode of {native_image}");
+    }
+    let modules = sources_of_pyc(&String::from_utf8_lossy(&out.stdout));
+    steps.note(&format!(
+        "bytecode: {} modules, as in {native_image}",
+        modules.lines().count()
+    ));
+    Ok(modules)
+}
+
+/// Lists every .pyc below site-packages, relative to it.
+const LIST_PYC: &str = r#"
+import os, sysconfig
+site = sysconfig.get_paths()["purelib"]
+for root, _, files in os.walk(site):
+    for f in files:
+        if f.endswith(".pyc"):
+            print(os.path.relpath(os.path.join(root, f), site))
+"#;
+
+/// `pkg/__pycache__/mod.cpython-313.pyc` → `pkg/mod.py`, sorted; anything else is dropped. Pure.
+pub fn sources_of_pyc(list: &str) -> String {
+    let mut out: Vec<String> = list
+        .lines()
+        .filter_map(|line| {
+            let (dir, file) = line.trim().rsplit_once("__pycache__/")?;
+            let module = file.strip_suffix(".pyc")?.split('.').next()?;
+            (!module.is_empty() && !dir.starts_with('/') && !dir.contains(".."))
+                .then(|| format!("{dir}{module}.py"))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out.into_iter().map(|l| l + "\n").collect()
 }
 
 /// Uses the Python base image when present or pullable; otherwise makes it offline and says so.
@@ -425,6 +509,20 @@ mod tests {
         assert_eq!(get("LOCK_SHA256"), "ab".repeat(32));
         assert_eq!(get("COMMIT_SHA"), "c0ffee");
         assert_eq!(get("IMAGE_REF"), "r:2.10.5-1-bookworm");
+    }
+
+    #[test]
+    fn bytecode_files_map_to_their_sources() {
+        let list = "airflow/__pycache__/__init__.cpython-313.pyc\n\
+                    __pycache__/six.cpython-313.pyc\n\
+                    airflow/providers/x/__pycache__/hook.cpython-313.pyc\n\
+                    airflow/__pycache__/__init__.cpython-313.pyc\n\
+                    ../__pycache__/evil.cpython-313.pyc\n\
+                    notes.txt\n";
+        assert_eq!(
+            sources_of_pyc(list),
+            "airflow/__init__.py\nairflow/providers/x/hook.py\nsix.py\n"
+        );
     }
 
     #[test]
