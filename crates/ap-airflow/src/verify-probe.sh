@@ -1,6 +1,6 @@
 # The probe `ap-airflow verify` runs inside an image, as its user: one `key=value` line per fact (verify.rs
-# compares them with the release line). The platform uid, the image's paths (image.rs), the step-down user file and
-# the line's config options (Python tuples) are filled in by verify.rs before it runs.
+# compares them with the release line). The platform uid, the image's paths and executables (image.rs), the
+# step-down user file and the line's config options (Python tuples) are filled in by verify.rs before it runs.
 exec 2>/dev/null
 st() { if [ -L "$1" ]; then echo "path:$1=$(stat -c '%U:%G %a' "$1") -> $(readlink "$1")"; elif [ -e "$1" ]; then echo "path:$1=$(stat -c '%U:%G %a' "$1")"; fi; }
 echo "env:AIRFLOW_VERSION=$AIRFLOW_VERSION"
@@ -18,7 +18,7 @@ for p in @PATHS@; do st "$p"; done
 echo "uname.machine=$(uname -m)"
 echo "python.machine=$(python -c 'import platform; print(platform.machine())')"
 # (The step-down copy of /entrypoint is not readable by astro.)
-for p in /entrypoint /usr/bin/tini /usr/local/bin/clean-airflow-logs /usr/local/airflow-venv/bin/python; do
+for p in @ARCH_CHECKED@; do
   echo "elf:${p}=$(od -An -tu2 -j18 -N2 "$p" | tr -d ' ')"
 done
 echo "stepdown.user=$(cat @STEPDOWN_USER_FILE@)"

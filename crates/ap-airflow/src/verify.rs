@@ -12,8 +12,8 @@ use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 use crate::image::{
-    ASTRONOMER_GROUP, ASTRONOMER_GROUP_GID, ASTRONOMER_UID, ASTRONOMER_USER, PATHS, PLATFORM_GROUP,
-    PLATFORM_UID, STEPDOWN_USER_FILE,
+    ASTRONOMER_GROUP, ASTRONOMER_GROUP_GID, ASTRONOMER_UID, ASTRONOMER_USER, EXECUTABLES, PATHS,
+    PLATFORM_GROUP, PLATFORM_UID, STEPDOWN_USER_FILE,
 };
 use crate::platform::Platform;
 use crate::release::{Flavour, Release};
@@ -204,19 +204,19 @@ pub fn expected_architecture(platform: Platform) -> Vec<(String, Want)> {
         ("uname.machine".to_owned(), eq(platform.machine())),
         ("python.machine".to_owned(), eq(platform.machine())),
     ];
-    for path in ARCH_CHECKED {
+    for path in arch_checked() {
         want.push((format!("elf:{path}"), eq(elf)));
     }
     want
 }
 
-/// Executables whose ELF machine the probe reads: the Rust runtime and the venv's Python.
-const ARCH_CHECKED: [&str; 4] = [
-    "/entrypoint",
-    "/usr/bin/tini",
-    "/usr/local/bin/clean-airflow-logs",
-    "/usr/local/airflow-venv/bin/python",
-];
+/// Executables whose ELF machine the probe reads: the Rust runtime (the image contract's executables) and the
+/// venv's Python.
+fn arch_checked() -> impl Iterator<Item = &'static str> {
+    EXECUTABLES
+        .into_iter()
+        .chain(["/usr/local/airflow-venv/bin/python"])
+}
 
 /// What the probe inside the image must report. Pure.
 pub fn expected_probe(release: &Release) -> Vec<(String, Want)> {
@@ -270,6 +270,10 @@ pub fn probe_script(release: &Release) -> String {
     include_str!("verify-probe.sh")
         .replace("@PLATFORM_UID@", &PLATFORM_UID.to_string())
         .replace("@PATHS@", &paths.join(" "))
+        .replace(
+            "@ARCH_CHECKED@",
+            &arch_checked().collect::<Vec<_>>().join(" "),
+        )
         .replace("@STEPDOWN_USER_FILE@", STEPDOWN_USER_FILE)
         .replace("@SETTINGS@", &settings.join(", "))
 }

@@ -1,6 +1,7 @@
 //! Waiting stays bounded, cheap and interruptible (issue #11, items 1–3): no spinning, every attempt ends within
 //! its time however the server behaves, and a signal ends the wait at once whatever the attempt is doing.
 
+use crate::exec_and_pid1_tests;
 use crate::require_root;
 use crate::util::*;
 use std::process::Command;
@@ -75,17 +76,11 @@ fn a_server_trickling_bytes_cannot_hold_an_attempt() {
     }
 }
 
-#[test]
-fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once() {
-    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_in(&[Init::Exec]);
-}
-
-#[test]
-#[ignore = "needs root: scripts/test runs it as root"]
-fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_as_pid1() {
-    require_root!();
-    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_in(&[Init::Pid1]);
-}
+exec_and_pid1_tests!(
+    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once,
+    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_as_pid1,
+    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_in
+);
 
 fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_in(inits: &[Init]) {
     // Twelve brokers that accept and never answer: one round of attempts takes 12 s or more.

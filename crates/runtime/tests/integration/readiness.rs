@@ -1,5 +1,6 @@
 //! Waiting for real PostgreSQL and Redis servers, and for an HTTP server (the execution API), on loopback ports.
 
+use crate::exec_and_pid1_tests;
 use crate::require_root;
 use crate::util::*;
 use airflow_runtime::probe::{probe, Outcome};
@@ -152,17 +153,11 @@ fn max_count_zero_disables_waiting() {
     assert_eq!(stub.calls(), ["scheduler|"]);
 }
 
-#[test]
-fn sigterm_ends_the_wait_promptly() {
-    sigterm_ends_the_wait_promptly_in(&[Init::Exec]);
-}
-
-#[test]
-#[ignore = "needs root: scripts/test runs it as root"]
-fn sigterm_ends_the_wait_promptly_as_pid1() {
-    require_root!();
-    sigterm_ends_the_wait_promptly_in(&[Init::Pid1]);
-}
+exec_and_pid1_tests!(
+    sigterm_ends_the_wait_promptly,
+    sigterm_ends_the_wait_promptly_as_pid1,
+    sigterm_ends_the_wait_promptly_in
+);
 
 fn sigterm_ends_the_wait_promptly_in(inits: &[Init]) {
     let port = free_port();
@@ -255,17 +250,11 @@ fn db_url_from_cmd_variant() {
     assert_eq!(stub.calls(), ["triggerer|"]);
 }
 
-#[test]
-fn sigterm_ends_a_hung_cmd_variant_promptly() {
-    sigterm_ends_a_hung_cmd_variant_promptly_in(&[Init::Exec]);
-}
-
-#[test]
-#[ignore = "needs root: scripts/test runs it as root"]
-fn sigterm_ends_a_hung_cmd_variant_promptly_as_pid1() {
-    require_root!();
-    sigterm_ends_a_hung_cmd_variant_promptly_in(&[Init::Pid1]);
-}
+exec_and_pid1_tests!(
+    sigterm_ends_a_hung_cmd_variant_promptly,
+    sigterm_ends_a_hung_cmd_variant_promptly_as_pid1,
+    sigterm_ends_a_hung_cmd_variant_promptly_in
+);
 
 fn sigterm_ends_a_hung_cmd_variant_promptly_in(inits: &[Init]) {
     // A secrets backend that never answers; the shell's own child must go too.
@@ -518,17 +507,11 @@ fn malformed_execution_api_url_stops_before_anything_runs() {
     }
 }
 
-#[test]
-fn sigterm_ends_the_execution_api_wait_promptly() {
-    sigterm_ends_the_execution_api_wait_promptly_in(&[Init::Exec]);
-}
-
-#[test]
-#[ignore = "needs root: scripts/test runs it as root"]
-fn sigterm_ends_the_execution_api_wait_promptly_as_pid1() {
-    require_root!();
-    sigterm_ends_the_execution_api_wait_promptly_in(&[Init::Pid1]);
-}
+exec_and_pid1_tests!(
+    sigterm_ends_the_execution_api_wait_promptly,
+    sigterm_ends_the_execution_api_wait_promptly_as_pid1,
+    sigterm_ends_the_execution_api_wait_promptly_in
+);
 
 fn sigterm_ends_the_execution_api_wait_promptly_in(inits: &[Init]) {
     let closed = Reserved::new();

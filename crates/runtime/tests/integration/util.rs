@@ -487,6 +487,25 @@ pub enum Until<'a> {
     After(Duration),
 }
 
+/// Two tests from `fn body(inits: &[Init])`: `exec` starts the entrypoint directly, `pid1` as PID 1 of a new PID
+/// namespace (needs root, so `#[ignore]`d: scripts/test runs it as root).
+#[macro_export]
+macro_rules! exec_and_pid1_tests {
+    ($exec:ident, $pid1:ident, $body:ident) => {
+        #[test]
+        fn $exec() {
+            $body(&[$crate::util::Init::Exec]);
+        }
+
+        #[test]
+        #[ignore = "needs root: scripts/test runs it as root"]
+        fn $pid1() {
+            $crate::require_root!();
+            $body(&[$crate::util::Init::Pid1]);
+        }
+    };
+}
+
 /// How [`sigterm_stops_start_up`] starts the entrypoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {
