@@ -170,8 +170,8 @@ pub fn assemble_context(
     }
     std::fs::copy(lock, dir.join("constraints.txt"))
         .with_context(|| format!("cannot read lock {}", lock.display()))?;
-    // The module list of an emulated build's bytecode (build_platform fills it in); empty: warm-bytecode.py.
-    std::fs::write(dir.join("bytecode-modules.txt"), b"")?;
+    // An emulated build's bytecode from the host's image (build_platform fills it in); empty: warm-bytecode.py.
+    std::fs::write(dir.join("bytecode.tar"), b"")?;
     match ca {
         Some(ca) => std::fs::copy(ca, dir.join("devel-ca.crt"))
             .map(|_| ())
@@ -320,8 +320,7 @@ fn build_platform(
     if platform != Platform::native() {
         set_arg(&mut build_args, "EMULATED", "1");
         let native = image_names(repository, release, Flavour::Base, Platform::native());
-        let modules = bytecode_modules(steps, &native[0], &meta.lock_sha256)?;
-        std::fs::write(base_dir.path().join("bytecode-modules.txt"), modules)?;
+        bytecode_from_native(steps, &native[0], &meta.lock_sha256, base_dir.path())?;
     }
     steps.run(
         &format!("base image {}", base_tags[0]),
@@ -362,74 +361,66 @@ fn set_arg(args: &mut [(String, String)], name: &str, value: &str) {
     }
 }
 
-/// For an emulated build: the modules the host architecture's image of the same line has bytecode for, as paths
-/// relative to site-packages (images/airflow/Dockerfile compiles them instead of importing everything under
-/// emulation). Empty, with a note, when that image is missing or was built from another lock.
-fn bytecode_modules(
+/// For an emulated build: `bytecode.tar` in the build context, the checked-hash bytecode (PEP 552) of every module
+/// the host architecture's image of the same line has bytecode for, compiled natively in that image
+/// (images/airflow/install-bytecode.py installs it instead of importing everything under emulation). Left empty,
+/// with a note, when that image is missing or was built from another lock.
+fn bytecode_from_native(
     steps: &Steps,
     native_image: &str,
     lock_sha256: &str,
-) -> anyhow::Result<String> {
+    context: &Path,
+) -> anyhow::Result<()> {
     let label = "io.astronomer.docker.airflow.lock.sha256";
     let same_lock = docker::image_exists(native_image)?
         && docker::inspect_image(native_image)?["Config"]["Labels"][label] == lock_sha256;
     if !same_lock {
         steps.note(&format!(
-            "bytecode: no {native_image} of this lock to take the module list from; importing every module under emulation (slow)"
+            "bytecode: no {native_image} of this lock; importing every module under emulation instead (slow)"
         ));
-        return Ok(String::new());
+        return Ok(());
     }
-    let out = docker::docker()
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "host",
-            "--entrypoint",
-            "python",
-            native_image,
-            "-c",
-        ])
-        .arg(LIST_PYC)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run docker")?;
-    if !out.status.success() {
-        bail!("cannot list the bytecode of {native_image}");
-    }
-    let modules = sources_of_pyc(&String::from_utf8_lossy(&out.stdout));
-    steps.note(&format!(
-        "bytecode: {} modules, as in {native_image}",
-        modules.lines().count()
-    ));
-    Ok(modules)
+    let tar = context.join("bytecode.tar");
+    let mut cmd = docker::docker();
+    cmd.args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0",
+        "--entrypoint",
+        "sh",
+    ])
+    .arg(native_image)
+    .args(["-c", COMPILE_CHECKED_HASH])
+    .stdout(std::fs::File::create(&tar)?);
+    steps.run(&format!("bytecode compiled in {native_image}"), cmd)?;
+    Ok(())
 }
 
-/// Lists every .pyc below site-packages, relative to it.
-const LIST_PYC: &str = r#"
-import os, sysconfig
-site = sysconfig.get_paths()["purelib"]
+/// Run in the host architecture's image: compiles every module that has a .pyc below site-packages again, as a
+/// checked-hash .pyc into a scratch tree, and writes that tree as a tar to stdout.
+const COMPILE_CHECKED_HASH: &str = r#"set -e
+out=$(mktemp -d)
+python -W ignore - "$out" >&2 <<'PY'
+import os, py_compile, sys, sysconfig
+site, out = sysconfig.get_paths()["purelib"], sys.argv[1]
+n = 0
 for root, _, files in os.walk(site):
+    if os.path.basename(root) != "__pycache__":
+        continue
     for f in files:
         if f.endswith(".pyc"):
-            print(os.path.relpath(os.path.join(root, f), site))
+            source = os.path.join(os.path.dirname(root), f.split(".")[0] + ".py")
+            cfile = os.path.join(out, os.path.relpath(os.path.join(root, f), site))
+            py_compile.compile(source, cfile=cfile, doraise=True,
+                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+            n += 1
+print(f"compiled {n} modules as checked-hash bytecode")
+PY
+tar -C "$out" -c .
 "#;
-
-/// `pkg/__pycache__/mod.cpython-313.pyc` → `pkg/mod.py`, sorted; anything else is dropped. Pure.
-pub fn sources_of_pyc(list: &str) -> String {
-    let mut out: Vec<String> = list
-        .lines()
-        .filter_map(|line| {
-            let (dir, file) = line.trim().rsplit_once("__pycache__/")?;
-            let module = file.strip_suffix(".pyc")?.split('.').next()?;
-            (!module.is_empty() && !dir.starts_with('/') && !dir.contains(".."))
-                .then(|| format!("{dir}{module}.py"))
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out.into_iter().map(|l| l + "\n").collect()
-}
 
 /// Uses the Python base image when present or pullable; otherwise makes it offline and says so.
 fn ensure_python_base(
@@ -505,20 +496,6 @@ mod tests {
         assert_eq!(get("LOCK_SHA256"), "ab".repeat(32));
         assert_eq!(get("COMMIT_SHA"), "c0ffee");
         assert_eq!(get("IMAGE_REF"), "r:2.10.5-1-bookworm");
-    }
-
-    #[test]
-    fn bytecode_files_map_to_their_sources() {
-        let list = "airflow/__pycache__/__init__.cpython-313.pyc\n\
-                    __pycache__/six.cpython-313.pyc\n\
-                    airflow/providers/x/__pycache__/hook.cpython-313.pyc\n\
-                    airflow/__pycache__/__init__.cpython-313.pyc\n\
-                    ../__pycache__/evil.cpython-313.pyc\n\
-                    notes.txt\n";
-        assert_eq!(
-            sources_of_pyc(list),
-            "airflow/__init__.py\nairflow/providers/x/hook.py\nsix.py\n"
-        );
     }
 
     #[test]
