@@ -283,8 +283,10 @@ pub fn docker_build(
     let mut cmd = docker();
     cmd.args(["build", "--network", "host", "--force-rm"]);
     // Another architecture builds under emulation (binfmt_misc + qemu-user-static); its base images are local.
+    // Such a build runs for long on every core it gets: its steps yield to other work on the machine (a quarter
+    // of the default CPU weight), which only matters when both want the CPU.
     if platform != Platform::native() {
-        cmd.args(["--platform", &platform.docker()]);
+        cmd.args(["--platform", &platform.docker(), "--cpu-shares", "256"]);
     }
     if no_cache {
         cmd.arg("--no-cache");
