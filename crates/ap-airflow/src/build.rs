@@ -400,10 +400,10 @@ fn bytecode_from_native(
 }
 
 /// Run in the host architecture's image: compiles every module that has a .pyc below site-packages again, as a
-/// checked-hash .pyc into a scratch tree, and writes that tree as a tar to stdout.
+/// checked-hash .pyc into a scratch tree, and writes that tree as /context/bytecode.tar.
 const COMPILE_CHECKED_HASH: &str = r#"set -e
 out=$(mktemp -d)
-python -W ignore - "$out" >&2 <<'PY'
+python -W ignore - "$out" <<'PY'
 import os, py_compile, sys, sysconfig
 site, out = sysconfig.get_paths()["purelib"], sys.argv[1]
 n = 0
@@ -419,7 +419,7 @@ for root, _, files in os.walk(site):
             n += 1
 print(f"compiled {n} modules as checked-hash bytecode")
 PY
-tar -C "$out" -c .
+tar -C "$out" -cf /context/bytecode.tar .
 "#;
 
 /// Uses the Python base image when present or pullable; otherwise makes it offline and says so.
