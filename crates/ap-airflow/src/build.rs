@@ -380,22 +380,31 @@ fn bytecode_from_native(
         ));
         return Ok(());
     }
-    let tar = context.join("bytecode.tar");
+    if context.to_string_lossy().contains(',') {
+        bail!(
+            "cannot mount {} into a container: its path has a comma",
+            context.display()
+        );
+    }
+    // The tar is written into the mounted build context (a step's stdout goes to the log).
     let mut cmd = docker::docker();
-    cmd.args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "0",
-        "--entrypoint",
-        "sh",
-    ])
-    .arg(native_image)
-    .args(["-c", COMPILE_CHECKED_HASH])
-    .stdout(std::fs::File::create(&tar)?);
+    cmd.args(["run", "--rm", "--network", "none", "--user", "0", "--mount"])
+        .arg(format!(
+            "type=bind,source={},target=/context",
+            context.display()
+        ))
+        .args([
+            "--entrypoint",
+            "sh",
+            native_image,
+            "-c",
+            COMPILE_CHECKED_HASH,
+        ]);
     steps.run(&format!("bytecode compiled in {native_image}"), cmd)?;
+    let size = std::fs::metadata(context.join("bytecode.tar"))?.len();
+    if size < 1 << 20 {
+        bail!("the bytecode compiled in {native_image} is missing ({size} bytes)");
+    }
     Ok(())
 }
 
