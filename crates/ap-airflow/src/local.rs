@@ -39,6 +39,15 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+impl Platform {
+    /// `os/arch` when it is not the engine's own architecture: what `docker run --platform` needs to run it (under
+    /// emulation).
+    pub fn foreign(&self) -> Option<String> {
+        (self.architecture != crate::platform::Platform::native().arch())
+            .then(|| format!("{}/{}", self.os, self.architecture))
+    }
+}
+
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -68,7 +77,7 @@ pub struct LocalImage {
     pub digest: String,
 }
 
-/// What one tag points at: an OCI image index over one manifest per platform (one today: linux/amd64).
+/// What one tag points at: an OCI image index over one manifest per platform built locally (linux/amd64, linux/arm64).
 #[derive(Debug, Clone)]
 pub struct IndexedImage {
     pub images: Vec<LocalImage>,
@@ -184,14 +193,26 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
-fn image_id(reference: &str) -> anyhow::Result<Option<String>> {
+/// The engine's image ID and platform of a local image (no layer is read), or None when it has no such image.
+pub fn inspect(reference: &str) -> anyhow::Result<Option<(String, Platform)>> {
     let out = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", reference])
+        .args(["image", "inspect", "--format", "{{json .}}", reference])
         .stdin(Stdio::null())
         .output()
         .context("cannot run docker (is the Docker client installed?)")?;
     if out.status.success() {
-        return Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()));
+        // JSON, since Docker leaves out an empty Variant (a template naming it would fail).
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("docker image inspect {reference}: malformed output"))?;
+        let field = |name: &str| v[name].as_str().filter(|s| !s.is_empty()).map(String::from);
+        return Ok(Some((
+            field("Id").unwrap_or_default(),
+            Platform {
+                os: field("Os").unwrap_or_else(|| "linux".into()),
+                architecture: field("Architecture").unwrap_or_else(|| "amd64".into()),
+                variant: field("Variant"),
+            },
+        )));
     }
     let err = String::from_utf8_lossy(&out.stderr);
     if err.contains("No such image") || err.contains("No such object") {
@@ -201,6 +222,10 @@ fn image_id(reference: &str) -> anyhow::Result<Option<String>> {
         "cannot ask the Docker engine about {reference}: {}",
         err.split_whitespace().collect::<Vec<_>>().join(" ")
     )
+}
+
+fn image_id(reference: &str) -> anyhow::Result<Option<String>> {
+    Ok(inspect(reference)?.map(|(id, _)| id))
 }
 
 /// `$XDG_CACHE_HOME/ap-airflow`, else `~/.cache/ap-airflow`.

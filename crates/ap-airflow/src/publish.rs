@@ -7,6 +7,8 @@
 //!   interrupted publish (immutable tag already ours, floating tag elsewhere, and ours the newest build of the line
 //!   in that repository); never while a higher build of the line is in the repository;
 //! * `--dev`: immutable and CI tags only, no floating tag is ever touched;
+//! * every tag of a flavour points at one OCI image index over every platform built locally (`<tag>` for the native
+//!   architecture, `<tag>-<arch>` for another; `platform::Platform::local_tag`), the index being the tag's image;
 //! * order per flavour: blobs, per-platform manifests (by digest), the image index under the immutable tag, CI tag,
 //!   floating tag — a failure leaves at worst an immutable tag without its floating move, which the completion rule
 //!   finishes on retry.
@@ -25,6 +27,7 @@ use anyhow::bail;
 
 use crate::compress::Compression;
 use crate::local::{Blob, IndexedImage, Source};
+use crate::platform::Platform as Arch;
 use crate::registry::client::{Client, Manifest, Mount, Options};
 use crate::registry::{builds_in, RegistryArgs, Repository};
 use crate::release::{Flavour, Release};
@@ -371,6 +374,8 @@ struct Run<'a> {
     signer: Option<crate::attach::Signer>,
     /// SBOM documents by subject digest, made once per run.
     sboms: HashMap<String, Vec<u8>>,
+    /// Probe results by image ID, each image probed once per run.
+    probes: HashMap<String, crate::sbom::Probed>,
     /// Per registry and subject digest: a repository holding its `.sbom` artifact (copied, not remade, elsewhere).
     sbom_held: HashMap<(String, String), String>,
     opts: crate::registry::Options,
@@ -421,6 +426,25 @@ fn client<'c>(
 /// An error with its causes, on one line.
 fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
+}
+
+/// What an SBOM describes: a flavour's index (with its platform manifests and the local image each one is), or one
+/// platform's manifest (the local image's index in the flavour).
+enum SbomOf<'t> {
+    Index(Flavour, &'t str, Vec<(String, usize)>),
+    Platform(Flavour, usize, &'t str),
+}
+
+impl SbomOf<'_> {
+    fn what(&self, run: &Run) -> String {
+        match self {
+            SbomOf::Index(_, _, children) if children.len() > 1 => {
+                format!("the index, {} platforms", children.len())
+            }
+            SbomOf::Index(..) => "the index".into(),
+            SbomOf::Platform(f, i, _) => run.images[f].images[*i].platform.to_string(),
+        }
+    }
 }
 
 impl Run<'_> {
@@ -519,7 +543,7 @@ impl Run<'_> {
                             targets.insert(s.flavour, b.clone());
                             digest = b.top.digest.clone();
                             // A previous run may have stopped before its attachments: they are completed here.
-                            self.attach(repo, s.flavour, &b.top, &s.tag, &tags)?;
+                            self.attach(repo, s.flavour, b, &s.tag, &tags)?;
                         }
                     } else if let Some(t) = targets.get(&s.flavour) {
                         digest = t.top.digest.clone();
@@ -542,7 +566,7 @@ impl Run<'_> {
                         self.remember(repo, &s.identity, &bundle);
                     }
                     digest = bundle.top.digest.clone();
-                    self.attach(repo, s.flavour, &bundle.top, &s.tag, &tags)?;
+                    self.attach(repo, s.flavour, &bundle, &s.tag, &tags)?;
                     targets.insert(s.flavour, bundle);
                     "published".to_owned()
                 }
@@ -579,94 +603,33 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// SBOM and signature of the digest an immutable tag points at, each unless already there.
+    /// SBOMs (the index's and one per platform manifest) and the signature of the digest an immutable tag points
+    /// at, each unless already there.
     fn attach(
         &mut self,
         repo: &Repository,
         flavour: Flavour,
-        top: &Manifest,
+        bundle: &Bundle,
         tag: &str,
         tags: &[String],
     ) -> anyhow::Result<()> {
         use crate::attach;
         let dry = self.dry_run;
-        let subject = Blob {
-            digest: top.digest.clone(),
-            size: top.bytes.len() as u64,
-        };
+        let top = &bundle.top;
         if !self.no_sbom {
-            let sbom_tag = attach::cosign_tag(&top.digest, ".sbom");
-            let key = (repo.registry.clone(), top.digest.clone());
-            let held = self
-                .sbom_held
-                .get(&key)
-                .filter(|r| **r != repo.name)
-                .cloned();
-            if tags.contains(&sbom_tag) {
-                say(&format!("  skip sbom {sbom_tag} (attached)"));
-                self.sbom_held
-                    .entry(key)
-                    .or_insert_with(|| repo.name.clone());
-            } else if let Some(from) = held {
-                // Another repository of this registry holds it: the same artifact, its blobs mounted.
-                say(&format!(
-                    "  attach sbom {repo}:{sbom_tag} (copied from {from})"
-                ));
-                if !dry {
-                    let client = self.client(repo)?;
-                    let m = client
-                        .get_manifest(&from, &sbom_tag)?
-                        .ok_or_else(|| anyhow::anyhow!("{from}:{sbom_tag} vanished"))?;
-                    let v: serde_json::Value = serde_json::from_slice(&m.bytes)?;
-                    for d in v["layers"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .chain([&v["config"]])
-                    {
-                        let digest = d["digest"].as_str().unwrap_or_default();
-                        if !client.blob_exists(&repo.name, digest)? {
-                            if let Mount::Upload(_) =
-                                client.mount_blob(&repo.name, digest, &from)?
-                            {
-                                bail!(
-                                    "registry {} did not mount {digest} from {from}",
-                                    repo.registry
-                                );
-                            }
-                        }
-                    }
-                    client.put_manifest(&repo.name, &m.digest, &m.bytes, &m.media_type)?;
-                    client.put_manifest(&repo.name, &sbom_tag, &m.bytes, &m.media_type)?;
-                }
+            let children = self.platform_children(flavour, bundle);
+            // An older publish's single manifest (no index) is its own only platform.
+            let parts = if children.is_empty() {
+                vec![(top.digest.clone(), 0)]
             } else {
-                say(&format!("  attach sbom {repo}:{sbom_tag}"));
-                if !dry {
-                    let doc = self.sbom_for(flavour, &top.digest, tag)?;
-                    let art = attach::sbom_artifact(&doc, &subject, &top.media_type);
-                    self.push_artifact(repo, &art)?;
-                    let digest = art.digest();
-                    let client = self.client(repo)?;
-                    client.put_manifest(
-                        &repo.name,
-                        &digest,
-                        &art.manifest,
-                        crate::local::OCI_MANIFEST,
-                    )?;
-                    if client.last_oci_subject.as_deref() == Some(top.digest.as_str()) {
-                        say("    (registry indexed it as a referrer: OCI 1.1 referrers API)");
-                    }
-                    self.sbom_held
-                        .entry(key)
-                        .or_insert_with(|| repo.name.clone());
-                    let client = self.client(repo)?;
-                    client.put_manifest(
-                        &repo.name,
-                        &sbom_tag,
-                        &art.manifest,
-                        crate::local::OCI_MANIFEST,
-                    )?;
-                }
+                children
+                    .iter()
+                    .map(|(c, i)| (c.digest.clone(), *i))
+                    .collect()
+            };
+            self.attach_sbom(repo, top, tags, SbomOf::Index(flavour, tag, parts))?;
+            for (child, i) in children {
+                self.attach_sbom(repo, &child, tags, SbomOf::Platform(flavour, i, tag))?;
             }
         }
         if let Some(signer) = &self.signer {
@@ -711,28 +674,170 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn sbom_for(&mut self, flavour: Flavour, digest: &str, tag: &str) -> anyhow::Result<Vec<u8>> {
-        if let Some(d) = self.sboms.get(digest) {
+    /// The SBOM artifact of `subject` (an index or a platform manifest), unless attached: copied from another
+    /// repository of the registry holding it, else made from the image's probe.
+    fn attach_sbom(
+        &mut self,
+        repo: &Repository,
+        subject: &Manifest,
+        tags: &[String],
+        of: SbomOf,
+    ) -> anyhow::Result<()> {
+        use crate::attach;
+        let dry = self.dry_run;
+        let sbom_tag = attach::cosign_tag(&subject.digest, ".sbom");
+        let key = (repo.registry.clone(), subject.digest.clone());
+        let held = self
+            .sbom_held
+            .get(&key)
+            .filter(|r| **r != repo.name)
+            .cloned();
+        if tags.contains(&sbom_tag) {
+            say(&format!("  skip sbom {sbom_tag} (attached)"));
+            self.sbom_held
+                .entry(key)
+                .or_insert_with(|| repo.name.clone());
+        } else if let Some(from) = held {
+            // Another repository of this registry holds it: the same artifact, its blobs mounted.
+            say(&format!(
+                "  attach sbom {repo}:{sbom_tag} (copied from {from})"
+            ));
+            if !dry {
+                let client = self.client(repo)?;
+                let m = client
+                    .get_manifest(&from, &sbom_tag)?
+                    .ok_or_else(|| anyhow::anyhow!("{from}:{sbom_tag} vanished"))?;
+                let v: serde_json::Value = serde_json::from_slice(&m.bytes)?;
+                for d in v["layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .chain([&v["config"]])
+                {
+                    let digest = d["digest"].as_str().unwrap_or_default();
+                    if !client.blob_exists(&repo.name, digest)? {
+                        if let Mount::Upload(_) = client.mount_blob(&repo.name, digest, &from)? {
+                            bail!(
+                                "registry {} did not mount {digest} from {from}",
+                                repo.registry
+                            );
+                        }
+                    }
+                }
+                client.put_manifest(&repo.name, &m.digest, &m.bytes, &m.media_type)?;
+                client.put_manifest(&repo.name, &sbom_tag, &m.bytes, &m.media_type)?;
+            }
+        } else {
+            say(&format!(
+                "  attach sbom {repo}:{sbom_tag} ({})",
+                of.what(self)
+            ));
+            if !dry {
+                let doc = self.sbom_doc(&of, &subject.digest)?;
+                let blob = Blob {
+                    digest: subject.digest.clone(),
+                    size: subject.bytes.len() as u64,
+                };
+                let art = attach::sbom_artifact(&doc, &blob, &subject.media_type);
+                self.push_artifact(repo, &art)?;
+                let digest = art.digest();
+                let client = self.client(repo)?;
+                client.put_manifest(
+                    &repo.name,
+                    &digest,
+                    &art.manifest,
+                    crate::local::OCI_MANIFEST,
+                )?;
+                if client.last_oci_subject.as_deref() == Some(subject.digest.as_str()) {
+                    say("    (registry indexed it as a referrer: OCI 1.1 referrers API)");
+                }
+                client.put_manifest(
+                    &repo.name,
+                    &sbom_tag,
+                    &art.manifest,
+                    crate::local::OCI_MANIFEST,
+                )?;
+                self.sbom_held
+                    .entry(key)
+                    .or_insert_with(|| repo.name.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-platform manifests of a bundle with the index of the local image each one is (by image ID);
+    /// entries that are no local image (attestations) are left out.
+    fn platform_children(&self, flavour: Flavour, bundle: &Bundle) -> Vec<(Manifest, usize)> {
+        let images = &self.images[&flavour].images;
+        bundle
+            .children
+            .iter()
+            .filter_map(|c| {
+                let config = serde_json::from_slice::<ManifestJson>(&c.bytes)
+                    .ok()?
+                    .config?
+                    .digest;
+                let i = images.iter().position(|i| i.id == config)?;
+                Some((c.clone(), i))
+            })
+            .collect()
+    }
+
+    /// What a probe of one platform image found (probed once per run), checked against the lock.
+    fn probed(&mut self, flavour: Flavour, i: usize) -> anyhow::Result<&crate::sbom::Probed> {
+        let image = &self.images[&flavour].images[i];
+        if !self.probes.contains_key(&image.id) {
+            say(&format!("  probing {} for its SBOM", image.reference));
+            let platform = image.platform.foreign();
+            let p = crate::sbom::probe_checked(
+                self.ctx,
+                &image.reference,
+                platform.as_deref(),
+                Some(&self.release),
+            )?;
+            if !p.problems.is_empty() {
+                bail!(
+                    "the SBOM of {} disagrees with the lock: {}",
+                    image.reference,
+                    p.problems.join("; ")
+                );
+            }
+            self.probes.insert(image.id.clone(), p);
+        }
+        Ok(&self.probes[&image.id])
+    }
+
+    /// The SBOM document for `subject`: an index's lists every platform (with the manifests `bundle` names), a
+    /// platform manifest's lists that image. Made once per subject per run.
+    fn sbom_doc(&mut self, of: &SbomOf, subject: &str) -> anyhow::Result<Vec<u8>> {
+        if let Some(d) = self.sboms.get(subject) {
             return Ok(d.clone());
         }
-        let image = &self.images[&flavour].images[0];
-        say(&format!("  probing {} for its SBOM", image.reference));
-        let (doc, problems) = crate::sbom::make(
-            self.ctx,
-            &image.reference,
-            Some(&self.release),
-            tag,
-            digest,
-            &image.config,
-        )?;
-        if !problems.is_empty() {
-            bail!(
-                "the SBOM of {} disagrees with the lock: {}",
-                image.reference,
-                problems.join("; ")
-            );
+        let (flavour, tag, which) = match of {
+            SbomOf::Index(f, t, children) => (*f, *t, children.clone()),
+            SbomOf::Platform(f, i, t) => (*f, *t, vec![(subject.to_owned(), *i)]),
+        };
+        for (_, i) in &which {
+            self.probed(flavour, *i)?;
         }
-        self.sboms.insert(digest.to_owned(), doc.clone());
+        let images = &self.images[&flavour].images;
+        let first = &images[which.first().map_or(0, |(_, i)| *i)];
+        let parts: Vec<crate::sbom::PlatformPart> = which
+            .iter()
+            .map(|(digest, i)| crate::sbom::PlatformPart {
+                arch: images[*i].platform.architecture.clone(),
+                manifest_digest: digest.clone(),
+                probe: &self.probes[&images[*i].id].probe,
+            })
+            .collect();
+        let subject_of = crate::sbom::Subject {
+            tag: tag.to_owned(),
+            digest: subject.to_owned(),
+            created: crate::sbom::created_of(&first.config),
+            distro: self.probes[&first.id].distro.clone(),
+        };
+        let doc = crate::sbom::index_document(&subject_of, &parts);
+        self.sboms.insert(subject.to_owned(), doc.clone());
         Ok(doc)
     }
 
@@ -933,6 +1038,69 @@ pub fn wants(
         .collect()
 }
 
+/// A flavour's local images: per platform built, its local name.
+pub type LocalNames = Vec<(Arch, String)>;
+
+/// The local images of each flavour, one per platform built: `<source>:<immutable tag>` for the engine's native
+/// architecture, `<source>:<immutable tag>-<arch>` for another (`platform::Platform::local_tag`). Each image's
+/// architecture must be the one its name says, both flavours must have the same platforms, and a platform built for
+/// neither is said in one line: what exists is published.
+pub fn local_platforms(
+    source_repo: &str,
+    release: &Release,
+) -> anyhow::Result<Vec<(Flavour, LocalNames)>> {
+    let mut out = Vec::new();
+    let mut missing: BTreeMap<Arch, Vec<String>> = BTreeMap::new();
+    for f in Flavour::ALL {
+        let mut present = Vec::new();
+        for arch in Arch::ALL {
+            let reference = format!(
+                "{source_repo}:{}",
+                arch.local_tag(&release.immutable_tag(f))
+            );
+            match crate::local::inspect(&reference)? {
+                Some((_, platform)) if platform.architecture != arch.arch() => bail!(
+                    "{reference} is a {platform} image, but its name makes it the {arch} image (nothing pushed)"
+                ),
+                Some(_) => present.push((arch, reference)),
+                None => missing.entry(arch).or_default().push(reference),
+            }
+        }
+        if present.is_empty() {
+            let native = format!(
+                "{source_repo}:{}",
+                Arch::native().local_tag(&release.immutable_tag(f))
+            );
+            bail!("local image {native} not found in the Docker engine (build it first, or pass --source-repository)");
+        }
+        out.push((f, present));
+    }
+    let sets: Vec<Vec<Arch>> = out
+        .iter()
+        .map(|(_, ps)| ps.iter().map(|(a, _)| *a).collect())
+        .collect();
+    if sets.windows(2).any(|w| w[0] != w[1]) {
+        let (partial, names) = missing
+            .iter()
+            .next()
+            .expect("sets differ, so some platform is missing");
+        // An immutable tag is written once: an index lacking a platform the other flavour has would stay so.
+        bail!(
+            "{partial} is built for one flavour but not the other ({} missing): build both flavours or neither",
+            names.join(", ")
+        );
+    }
+    let built: Vec<String> = sets[0].iter().map(|a| a.to_string()).collect();
+    for (arch, names) in &missing {
+        say(&format!(
+            "{arch} not built locally ({}): publishing {} only",
+            names.join(", "),
+            built.join(" and ")
+        ));
+    }
+    Ok(out)
+}
+
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let file = ctx.releases()?;
@@ -980,28 +1148,33 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let spool = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let references: Vec<String> = Flavour::ALL
+    let locals = local_platforms(&source_repo, release)?;
+    let references: Vec<String> = locals
         .iter()
-        .map(|&f| format!("{source_repo}:{}", release.immutable_tag(f)))
+        .flat_map(|(_, ps)| ps.iter().map(|(_, r)| r.clone()))
         .collect();
     say(&format!(
         "reading {} from the Docker engine",
-        references.join(" and ")
+        references.join(", ")
     ));
-    let (source, locals) = Source::load(&references, &spool, args.compression)?;
+    let (source, mut loaded) = Source::load(&references, &spool, args.compression)?;
     let mut images = BTreeMap::new();
-    for (f, image) in Flavour::ALL.iter().zip(locals) {
-        say(&format!(
-            "  {}: image {}, {} {} ({} layers, {} compressed)",
-            image.reference,
-            short(&image.id),
-            image.platform,
-            image.digest,
-            image.layers.len(),
-            human(image.layers.iter().map(|l| l.size).sum())
-        ));
-        // One platform per flavour today; a second architecture adds its image here (same tags, same rules).
-        let indexed = IndexedImage::new(vec![image]);
+    for (f, platforms) in &locals {
+        let mut of_flavour = Vec::new();
+        for _ in platforms {
+            let image = loaded.remove(0);
+            say(&format!(
+                "  {}: image {}, {} {} ({} layers, {} compressed)",
+                image.reference,
+                short(&image.id),
+                image.platform,
+                image.digest,
+                image.layers.len(),
+                human(image.layers.iter().map(|l| l.size).sum())
+            ));
+            of_flavour.push(image);
+        }
+        let indexed = IndexedImage::new(of_flavour);
         say(&format!("  index {}", indexed.digest));
         images.insert(*f, indexed);
     }
@@ -1017,6 +1190,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         no_sbom: args.no_sbom,
         signer,
         sboms: HashMap::new(),
+        probes: HashMap::new(),
         sbom_held: HashMap::new(),
         opts,
         clients,

@@ -41,27 +41,34 @@ fn first_publish_then_republish_sends_no_layer() {
 
 /// What a tag points at: an OCI index with one linux/amd64 OCI manifest whose layers are gzip.
 fn assert_index_of_gzip_layers(reg: &Registry, repo: &str, tag: &str) {
+    assert_index_of_gzip_layers_for(reg, repo, tag, &["amd64"]);
+}
+
+/// An OCI index with one OCI manifest of gzip layers per architecture of `arches`, in that order.
+fn assert_index_of_gzip_layers_for(reg: &Registry, repo: &str, tag: &str, arches: &[&str]) {
     let index: serde_json::Value = serde_json::from_slice(&reg.manifest(repo, tag)).unwrap();
     assert_eq!(
         index["mediaType"],
         "application/vnd.oci.image.index.v1+json"
     );
     let manifests = index["manifests"].as_array().unwrap();
-    assert_eq!(manifests.len(), 1, "{index}");
-    assert_eq!(manifests[0]["platform"]["os"], "linux");
-    assert_eq!(manifests[0]["platform"]["architecture"], "amd64");
-    let child = manifests[0]["digest"].as_str().unwrap();
-    let m: serde_json::Value = serde_json::from_slice(&reg.manifest(repo, child)).unwrap();
-    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-    assert_eq!(
-        m["config"]["mediaType"],
-        "application/vnd.oci.image.config.v1+json"
-    );
-    for l in m["layers"].as_array().unwrap() {
+    assert_eq!(manifests.len(), arches.len(), "{index}");
+    for (entry, arch) in manifests.iter().zip(arches) {
+        assert_eq!(entry["platform"]["os"], "linux");
+        assert_eq!(entry["platform"]["architecture"], *arch);
+        let child = entry["digest"].as_str().unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&reg.manifest(repo, child)).unwrap();
+        assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
         assert_eq!(
-            l["mediaType"],
-            "application/vnd.oci.image.layer.v1.tar+gzip"
+            m["config"]["mediaType"],
+            "application/vnd.oci.image.config.v1+json"
         );
+        for l in m["layers"].as_array().unwrap() {
+            assert_eq!(
+                l["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            );
+        }
     }
 }
 
@@ -273,6 +280,234 @@ fn an_older_uncompressed_publish_is_the_same_image() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("refused"), "{out:?}");
     assert_eq!(reg.state(repo), before);
+}
+
+/// The index under `tag`: (architecture, manifest digest, config digest) of every platform, in index order.
+fn platforms_of(reg: &Registry, repo: &str, tag: &str) -> Vec<(String, String, String)> {
+    let index: serde_json::Value = serde_json::from_slice(&reg.manifest(repo, tag)).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["platform"]["os"], "linux");
+            let digest = m["digest"].as_str().unwrap().to_owned();
+            let child: serde_json::Value =
+                serde_json::from_slice(&reg.manifest(repo, &digest)).unwrap();
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                digest,
+                child["config"]["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Two architectures built locally (`<tag>` and `<tag>-arm64`): every tag is one index listing both, skopeo resolves
+/// it per architecture to that platform's manifest and the very image (config) the engine had; the local `-arm64`
+/// names are never published; a layer both platforms share is uploaded once; a re-publish is a no-op.
+#[test]
+fn two_platforms_under_one_index() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let a = Images::platforms(1, "multi", &["amd64", "arm64"]);
+    let out = publish(&a, &[reg.repo(repo)], &["--build-number", "3"], &[]);
+    assert_ok(&out);
+    assert!(!out.stderr.contains("not built locally"), "{out:?}");
+    let tags = reg.tags(repo);
+    assert_eq!(tags.len(), 6, "{tags:?}");
+    assert!(
+        tags.iter()
+            .all(|t| !t.ends_with("-arm64") && !t.ends_with("-amd64")),
+        "{tags:?}"
+    );
+    for tag in &tags {
+        let platforms = platforms_of(&reg, repo, tag);
+        let arches: Vec<&str> = platforms.iter().map(|(a, _, _)| a.as_str()).collect();
+        assert_eq!(arches, ["amd64", "arm64"], "{tag}");
+        let flavour = if tag.contains("onbuild") {
+            "-onbuild"
+        } else {
+            ""
+        };
+        for (arch, manifest, config) in &platforms {
+            // skopeo picks this platform's manifest: its architecture, its layers, its config (the local image).
+            let (got_arch, layers, got_config) = skopeo_resolve(&reg, repo, tag, arch);
+            let child: serde_json::Value =
+                serde_json::from_slice(&reg.manifest(repo, manifest)).unwrap();
+            let want_layers: Vec<String> = child["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(
+                (&got_arch, &layers, &got_config),
+                (arch, &want_layers, config),
+                "{tag} {arch}"
+            );
+            let local = format!(
+                "{}:{}",
+                a.repo,
+                local_tag(&format!("2.10.5-1-bookworm{flavour}"), arch)
+            );
+            assert_eq!(*config, image_id(&local), "{tag} {arch}: the local image");
+        }
+    }
+    // The shared layer: first in every platform's manifest, pushed once.
+    let layer0 = |digest: &str| -> String {
+        let m: serde_json::Value = serde_json::from_slice(&reg.manifest(repo, digest)).unwrap();
+        m["layers"][0]["digest"].as_str().unwrap().to_owned()
+    };
+    let shared: Vec<String> = platforms_of(&reg, repo, IMM)
+        .iter()
+        .chain(&platforms_of(&reg, repo, IMM_ON))
+        .map(|(_, m, _)| layer0(m))
+        .collect();
+    assert!(shared.windows(2).all(|w| w[0] == w[1]), "{shared:?}");
+    let pushes = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(&format!("push layer {} ", shared[0])))
+        .count();
+    assert_eq!(pushes, 1, "{out:?}");
+
+    let before = reg.state(repo);
+    let again = publish(&a, &[reg.repo(repo)], &["--build-number", "3"], &[]);
+    assert_ok(&again);
+    assert_eq!(again.blob_bytes(), 0, "{again:?}");
+    assert!(again.stdout.contains("sent 0 bytes"), "{again:?}");
+    assert_eq!(reg.state(repo), before);
+}
+
+/// A line published with amd64 only (said in one line) is a different image once arm64 is added: the immutable tag
+/// refuses it, while the next build publishes both platforms and moves the floating tag to them.
+#[test]
+fn adding_a_platform_needs_a_new_build() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let to = [reg.repo(repo)];
+    let mut a = Images::platforms(1, "grow", &["amd64"]);
+    let out = publish(&a, &to, &[], &[]);
+    assert_ok(&out);
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not built locally"))
+        .collect();
+    assert_eq!(said.len(), 1, "{out:?}");
+    assert!(
+        said[0].starts_with("linux/arm64 not built locally ("),
+        "{out:?}"
+    );
+    assert!(
+        said[0].contains("2.10.5-1-bookworm-onbuild-arm64"),
+        "{out:?}"
+    );
+    assert!(
+        said[0].ends_with(": publishing linux/amd64 only"),
+        "{out:?}"
+    );
+    assert_eq!(platforms_of(&reg, repo, IMM).len(), 1);
+    let before = reg.state(repo);
+
+    // Build 1 again, now with arm64 beside the same amd64 images: another image under the immutable tags.
+    let arm = Images::platforms(1, "grow", &["arm64"]);
+    for suffix in ["", "-onbuild"] {
+        let tag = local_tag(&format!("2.10.5-1-bookworm{suffix}"), "arm64");
+        let theirs = format!("{}:{tag}", arm.repo);
+        let ours = format!("{}:{tag}", a.repo);
+        must("docker", &["tag", &theirs, &ours]);
+        a.adopt(ours);
+    }
+    let out = publish(&a, &to, &[], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("refused {}", to[0])),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("a rebuild needs a new build number"),
+        "{out:?}"
+    );
+    assert_eq!(out.blob_bytes(), 0);
+    assert_eq!(reg.state(repo), before, "nothing written");
+
+    // Build 2 with both platforms: published, and the floating tags move to the two-platform index.
+    let dir = tempfile::tempdir().unwrap();
+    let rel2 = releases_with_build(dir.path(), 2);
+    let two = Images::platforms(2, "grow", &["amd64", "arm64"]);
+    let out = tool(
+        &[
+            "--releases",
+            rel2.to_str().unwrap(),
+            "publish",
+            "2.10.5-2",
+            "--from",
+            &two.repo,
+            "--to",
+            &to[0],
+        ],
+        &[],
+    );
+    assert_ok(&out);
+    let build2 = reg.digest(repo, "2.10.5-2-bookworm").unwrap();
+    assert_eq!(reg.digest(repo, FLOAT), Some(build2));
+    let arches: Vec<String> = platforms_of(&reg, repo, FLOAT)
+        .into_iter()
+        .map(|(a, _, _)| a)
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    assert_eq!(
+        reg.state(repo).iter().find(|(t, _)| t == IMM),
+        before.iter().find(|(t, _)| t == IMM)
+    );
+}
+
+/// A local image whose architecture is not the one its name says is refused in one line, before anything is
+/// pushed; so is a platform built for one flavour only (an immutable tag would keep the gap forever).
+#[test]
+fn an_architecture_mismatch_is_refused() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let mut a = Images::platforms(1, "mismatch", &["amd64"]);
+    let other = if native_arch() == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    // The native image loaded again under the other architecture's name: its config still says native.
+    let bad = format!("{}:{}", a.repo, local_tag(IMM, other));
+    must("docker", &["tag", &format!("{}:{IMM}", a.repo), &bad]);
+    a.adopt(bad.clone());
+    let out = publish(&a, &[reg.repo(repo)], &[], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let last = out.stderr.lines().last().unwrap();
+    assert!(last.starts_with("ap-airflow: "), "{out:?}");
+    assert!(
+        last.contains(&format!("{bad} is a linux/{}", native_arch())),
+        "{out:?}"
+    );
+    assert!(last.contains(&format!("linux/{other} image")), "{out:?}");
+    assert!(reg.tags(repo).is_empty(), "nothing pushed");
+
+    // A right-architecture image for the base flavour only.
+    must("docker", &["rmi", &bad]);
+    let arm = Images::platforms(1, "mismatch", &[other]);
+    let theirs = format!("{}:{}", arm.repo, local_tag(IMM, other));
+    must("docker", &["tag", &theirs, &bad]);
+    let out = publish(&a, &[reg.repo(repo)], &[], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("built for one flavour but not the other"),
+        "{out:?}"
+    );
+    assert!(reg.tags(repo).is_empty(), "nothing pushed");
 }
 
 #[test]
@@ -901,12 +1136,44 @@ fn real_image_publish_pull_and_run() {
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     let src = format!("ap-airflow-regtest/{}", unique("real"));
     let mut tagged = Vec::new();
+    // The arm64 images (`ap-airflow build --platform linux/arm64`), when built: published in the same indexes.
+    let demand_arm64 = std::env::var("AP_AIRFLOW_PUBLISH_ARM64").as_deref() == Ok("1");
+    let mut arm64 = Vec::new();
     for f in plan.as_array().unwrap() {
         let imm = f["immutable"].as_str().unwrap();
         let theirs = format!("astronomerinc/ap-airflow:{imm}");
         must("docker", &["tag", &theirs, &format!("{src}:{imm}")]);
         tagged.push(format!("{src}:{imm}"));
+        let arm_tag = local_tag(imm, "arm64");
+        let theirs = format!("astronomerinc/ap-airflow:{arm_tag}");
+        let present = std::process::Command::new("docker")
+            .args(["image", "inspect", &theirs])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if present {
+            must("docker", &["tag", &theirs, &format!("{src}:{arm_tag}")]);
+            tagged.push(format!("{src}:{arm_tag}"));
+            arm64.push(imm.to_owned());
+        } else {
+            assert!(
+                !demand_arm64,
+                "AP_AIRFLOW_PUBLISH_ARM64=1 but {theirs} does not exist (ap-airflow build {line} --platform linux/arm64)"
+            );
+            eprintln!("{theirs} not built: publishing and checking linux/amd64 only");
+        }
     }
+    let arches: &[&str] = if arm64.is_empty() {
+        &["amd64"]
+    } else {
+        assert_eq!(
+            arm64.len(),
+            2,
+            "both flavours or neither have an arm64 image"
+        );
+        &["amd64", "arm64"]
+    };
     struct Untag(Vec<String>);
     impl Drop for Untag {
         fn drop(&mut self) {
@@ -956,6 +1223,13 @@ fn real_image_publish_pull_and_run() {
         assert_ok(&check);
         assert!(check.stdout.contains("signature: ok"), "{check:?}");
         assert!(check.stdout.contains("sbom: ok"), "{check:?}");
+        for arch in arches {
+            // One SBOM per platform manifest too.
+            assert!(
+                check.stdout.contains(&format!("sbom linux/{arch}: ok")),
+                "{check:?}"
+            );
+        }
         assert!(openssl_verifies(&reg, repo, imm, &public), "{imm}");
     }
     // A second repository of the registry: layers and SBOM mounted, manifests and a signature sent, no probe run.
@@ -1001,9 +1275,23 @@ fn real_image_publish_pull_and_run() {
         .into_iter()
         .filter(|t| !t.starts_with("sha256-"))
     {
-        assert_index_of_gzip_layers(&reg, repo, &tag);
+        assert_index_of_gzip_layers_for(&reg, repo, &tag, arches);
         let copied = skopeo_copy(&reg, repo, &tag, layout.path());
         assert_eq!(Some(copied), reg.digest(repo, &tag), "{tag}");
+        // skopeo resolves the tag, per architecture, to the local image of that architecture.
+        let immutable = plan
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["immutable"].as_str().unwrap())
+            .find(|imm| tag.contains("onbuild") == imm.contains("onbuild"))
+            .unwrap();
+        for arch in arches {
+            let (got, _, config) = skopeo_resolve(&reg, repo, &tag, arch);
+            assert_eq!(&got, arch, "{tag}");
+            let local = format!("{src}:{}", local_tag(immutable, arch));
+            assert_eq!(config, image_id(&local), "{tag} {arch}");
+        }
     }
     let airflow = line.rsplit_once('-').unwrap().0;
     for (i, f) in plan.as_array().unwrap().iter().enumerate() {
@@ -1026,6 +1314,28 @@ fn real_image_publish_pull_and_run() {
         if i == 0 {
             // containerd downloads every layer into a namespace of its own (the flavours share all but one).
             ctr_pull(&remote);
+        }
+        if !arm64.is_empty() {
+            // The same tag, pulled for arm64, runs an aarch64 image (under emulation here).
+            must(
+                "docker",
+                &["pull", "--quiet", "--platform", "linux/arm64", &remote],
+            );
+            let machine = must(
+                "docker",
+                &[
+                    "run",
+                    "--rm",
+                    "--platform",
+                    "linux/arm64",
+                    "--network",
+                    "host",
+                    &remote,
+                    "uname",
+                    "-m",
+                ],
+            );
+            assert_eq!(machine.trim(), "aarch64", "{remote}");
         }
     }
 }
