@@ -366,6 +366,73 @@ pub fn read_remote(
     ))
 }
 
+/// What a repository holds for the wanted flavours, read before anything is written anywhere.
+pub struct Gathered {
+    pub tags: Vec<String>,
+    pub haves: Vec<Have>,
+    /// Per flavour: what its immutable tag holds now, when it does.
+    pub remote_immutable: Vec<Option<Bundle>>,
+}
+
+/// Reads a repository's tags and what the line's tags point at (read-only).
+pub fn gather_haves(
+    client: &mut Client,
+    repo: &Repository,
+    wants: &[Want],
+) -> anyhow::Result<Gathered> {
+    let tags = client.list_tags(&repo.name)?;
+    let mut haves = Vec::new();
+    let mut remote_immutable: Vec<Option<Bundle>> = Vec::new();
+    for w in wants {
+        let has = |t: &str| tags.iter().any(|x| x == t);
+        let read = |client: &mut Client, t: &str| -> anyhow::Result<Option<(String, Bundle)>> {
+            if !has(t) {
+                return Ok(None);
+            }
+            match client.get_manifest(&repo.name, t)? {
+                Some(m) => Ok(Some(read_remote(client, &repo.name, m)?)),
+                None => Ok(None),
+            }
+        };
+        let immutable = read(client, &w.immutable)?;
+        let floating = read(client, &w.floating)?;
+        let ci = match &w.ci {
+            Some(t) => read(client, t)?,
+            None => None,
+        };
+        let mut h = Have {
+            immutable: immutable.as_ref().map(|(i, _)| i.clone()),
+            floating: floating.as_ref().map(|(i, _)| i.clone()),
+            ci: ci.map(|(i, _)| i),
+            highest_build: builds_in(&tags, &w.airflow, &w.line_tail, "")
+                .into_iter()
+                .max(),
+            floating_build: None,
+        };
+        if h.floating.is_some() && h.floating != Some(w.identity.clone()) && h.immutable.is_some() {
+            // Which older build is the floating tag at? Only needed to recognise an interrupted publish.
+            let fdigest = floating.as_ref().map(|(_, b)| b.top.digest.clone());
+            let mut older = builds_in(&tags, &w.airflow, &w.line_tail, "");
+            older.retain(|&n| n < w.build);
+            older.sort_unstable_by(|a, b| b.cmp(a));
+            for n in older {
+                let tag = format!("{}-{n}-{}", w.airflow, w.line_tail);
+                if client.manifest_digest(&repo.name, &tag)? == fdigest {
+                    h.floating_build = Some(n);
+                    break;
+                }
+            }
+        }
+        haves.push(h);
+        remote_immutable.push(immutable.map(|(_, b)| b));
+    }
+    Ok(Gathered {
+        tags,
+        haves,
+        remote_immutable,
+    })
+}
+
 struct Run<'a> {
     dry_run: bool,
     ctx: &'a Context,
@@ -461,56 +528,11 @@ impl Run<'_> {
         let dry = self.dry_run;
         let client = self.client(repo)?;
         say(&format!("==> {repo} ({})", client.base_url()));
-        let tags = client.list_tags(&repo.name)?;
-        let mut haves = Vec::new();
-        // Per flavour: what its immutable tag holds now, when it does.
-        let mut remote_immutable: Vec<Option<Bundle>> = Vec::new();
-        for w in wants {
-            let has = |t: &str| tags.iter().any(|x| x == t);
-            let read = |client: &mut Client, t: &str| -> anyhow::Result<Option<(String, Bundle)>> {
-                if !has(t) {
-                    return Ok(None);
-                }
-                match client.get_manifest(&repo.name, t)? {
-                    Some(m) => Ok(Some(read_remote(client, &repo.name, m)?)),
-                    None => Ok(None),
-                }
-            };
-            let immutable = read(client, &w.immutable)?;
-            let floating = read(client, &w.floating)?;
-            let ci = match &w.ci {
-                Some(t) => read(client, t)?,
-                None => None,
-            };
-            let mut h = Have {
-                immutable: immutable.as_ref().map(|(i, _)| i.clone()),
-                floating: floating.as_ref().map(|(i, _)| i.clone()),
-                ci: ci.map(|(i, _)| i),
-                highest_build: builds_in(&tags, &w.airflow, &w.line_tail, "")
-                    .into_iter()
-                    .max(),
-                floating_build: None,
-            };
-            if h.floating.is_some()
-                && h.floating != Some(w.identity.clone())
-                && h.immutable.is_some()
-            {
-                // Which older build is the floating tag at? Only needed to recognise an interrupted publish.
-                let fdigest = floating.as_ref().map(|(_, b)| b.top.digest.clone());
-                let mut older = builds_in(&tags, &w.airflow, &w.line_tail, "");
-                older.retain(|&n| n < w.build);
-                older.sort_unstable_by(|a, b| b.cmp(a));
-                for n in older {
-                    let tag = format!("{}-{n}-{}", w.airflow, w.line_tail);
-                    if client.manifest_digest(&repo.name, &tag)? == fdigest {
-                        h.floating_build = Some(n);
-                        break;
-                    }
-                }
-            }
-            haves.push(h);
-            remote_immutable.push(immutable.map(|(_, b)| b));
-        }
+        let Gathered {
+            tags,
+            haves,
+            remote_immutable,
+        } = gather_haves(client, repo, wants)?;
         let steps = plan(wants, &haves, policy);
         let refused = steps.iter().any(|s| matches!(s.action, Action::Refuse(_)));
         if refused {
