@@ -10,6 +10,7 @@ pub mod compress;
 pub mod digest;
 pub mod docker;
 pub mod image;
+pub mod layer_store;
 pub mod local;
 pub mod lock;
 pub mod next_build;

@@ -1,12 +1,13 @@
 //! Images in the local Docker engine, turned into what a registry stores: config blob, compressed layer blobs,
 //! an OCI image manifest per platform and an OCI image index over them.
 //!
-//! The images of a run are read with one `docker save` (shared layers come once) and each layer is compressed while
-//! it streams out of the engine (`compress`: deterministic, on every core); only the compressed layers are spooled,
-//! in a temporary folder removed at exit. The uncompressed digest of every layer is checked against the config's
-//! `diff_ids`.
+//! The layers of a run are read once (shared layers once): from the engine's layer store (`layer_store`, as
+//! `docker push` reads them), else with one `docker save`; each is compressed while it is read (`compress`:
+//! deterministic, on every core) and, when `publish` asks, sent to a registry at the same time (`Stream`). Only the
+//! compressed layers are spooled, in a temporary folder removed at exit. The uncompressed digest of every layer is
+//! checked against the config's `diff_ids`.
 //!
-//! Two small caches under `~/.cache/ap-airflow` make a re-publish or a tag move free of `docker save`: the config of
+//! Two small caches under `~/.cache/ap-airflow` make a re-publish or a tag move free of reading layers: the config of
 //! an image by image ID (`images/`), and the compressed digest and size of a layer by its `diff_id`, filed under the
 //! compressor's fingerprint (`layers/<fingerprint>/`).
 
@@ -321,7 +322,8 @@ struct Spool {
     _dir: tempfile::TempDir,
 }
 
-/// What one `docker save` gave: per reference its config and uncompressed layers; per diff_id the compressed blob.
+/// What one read of the layers gave: per reference its config and uncompressed layers; per diff_id the compressed
+/// blob.
 struct Saved {
     images: Vec<(Vec<u8>, Vec<Blob>)>,
     compressed: HashMap<String, Blob>,
@@ -329,11 +331,22 @@ struct Saved {
 }
 
 impl Source {
-    /// Reads `references` from the engine (one platform image each), with one `docker save` at most.
+    /// Reads `references` from the engine (one platform image each), reading their layers once at most.
     pub fn load(
         references: &[String],
         spool_parent: &Path,
         compression: Compression,
+    ) -> anyhow::Result<(Source, Vec<LocalImage>)> {
+        Self::load_streaming(references, spool_parent, compression, None)
+    }
+
+    /// `load`, and when it reads the layers, every big layer's compressed bytes are also sent to `stream` while
+    /// they are produced (so an upload can overlap compression); the spool keeps them as well.
+    pub fn load_streaming(
+        references: &[String],
+        spool_parent: &Path,
+        compression: Compression,
+        stream: Option<Stream>,
     ) -> anyhow::Result<(Source, Vec<LocalImage>)> {
         let fingerprint = compression.fingerprint();
         let mut ids = Vec::new();
@@ -363,7 +376,7 @@ impl Source {
         let parts = match cached {
             Some(parts) => parts,
             None => {
-                let saved = source.save()?;
+                let saved = source.save(stream)?;
                 // manifest.json need not follow the order of the references: match on image IDs.
                 let mut parts = Vec::new();
                 for (reference, id) in references.iter().zip(&ids) {
@@ -444,11 +457,11 @@ impl Source {
         })
     }
 
-    /// Opens a compressed layer for upload, running `docker save` first if the layers are not spooled.
+    /// Opens a compressed layer for upload, reading the layers first if they are not spooled.
     pub fn open_blob(&self, digest: &str) -> anyhow::Result<std::fs::File> {
         let mut spool = self.spool.borrow_mut();
         if spool.as_ref().is_none_or(|s| !s.files.contains_key(digest)) {
-            let saved = self.save()?;
+            let saved = self.save(None)?;
             *spool = Some(saved.spool);
         }
         let path = spool
@@ -460,9 +473,38 @@ impl Source {
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))
     }
 
-    /// `docker save` of every reference, each layer compressed as it streams; caches what it learns.
-    fn save(&self) -> anyhow::Result<Saved> {
-        let saved = save_and_compress(&self.references, &self.spool_parent, self.compression)?;
+    /// Every layer of the references, each compressed as it is read; caches what it learns.
+    fn save(&self, stream: Option<Stream>) -> anyhow::Result<Saved> {
+        // The layer store first (no full temporary copy, compression starts at once), `docker save` when it cannot
+        // be read; AP_AIRFLOW_DOCKER_SAVE=1 forces `docker save` (the tests compare both).
+        let direct = if std::env::var_os("AP_AIRFLOW_DOCKER_SAVE").is_some_and(|v| v == "1") {
+            Err(anyhow!("AP_AIRFLOW_DOCKER_SAVE=1"))
+        } else {
+            crate::layer_store::Store::open().and_then(|store| {
+                read_store(
+                    &store,
+                    &self.references,
+                    &self.spool_parent,
+                    self.compression,
+                    stream.clone(),
+                )
+            })
+        };
+        let saved = match direct {
+            Ok(saved) => saved,
+            Err(e) => {
+                eprintln!(
+                    "  reading the images with docker save ({})",
+                    format!("{e:#}").replace('\n', " ")
+                );
+                save_and_compress(
+                    &self.references,
+                    &self.spool_parent,
+                    self.compression,
+                    stream,
+                )?
+            }
+        };
         for (config, diff_ids) in &saved.images {
             let id = sha256_digest(config);
             store_config(&id, config, diff_ids);
@@ -485,10 +527,52 @@ enum Entry {
     Link(String),
 }
 
+/// What a layer stream carries, in order: `Begin`, `Data`…, then `End` (or `Abort`), for each big layer.
+pub enum Piece {
+    Begin,
+    /// The layer's next compressed bytes.
+    Data(Vec<u8>),
+    /// The layer is complete: its compressed blob (the digest is only known now).
+    End(Blob),
+    /// Reading or compressing the layer failed: what was sent is no blob.
+    Abort,
+}
+
+/// A bounded channel: a slow receiver slows compression down, so memory stays at a few chunks.
+pub type Stream = std::sync::mpsc::SyncSender<Piece>;
+
+/// The compressed output of a layer: the spool file, and the stream while its receiver listens.
+struct Tee<W> {
+    file: W,
+    stream: Option<Stream>,
+}
+
+impl<W: Write> Tee<W> {
+    fn send(&mut self, piece: Piece) {
+        // A receiver that stopped (its upload failed) no longer gets anything; the spool still does.
+        if self.stream.as_ref().is_some_and(|s| s.send(piece).is_err()) {
+            self.stream = None;
+        }
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write_all(buf)?;
+        self.send(Piece::Data(buf.to_vec()));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 fn save_and_compress(
     references: &[String],
     spool_parent: &Path,
     compression: Compression,
+    stream: Option<Stream>,
 ) -> anyhow::Result<Saved> {
     let dir = tempfile::Builder::new()
         .prefix("ap-airflow-publish-")
@@ -503,7 +587,7 @@ fn save_and_compress(
         .spawn()
         .context("cannot run docker save")?;
     let stdout = child.stdout.take().expect("piped");
-    let read = read_save(stdout, dir.path(), compression);
+    let read = read_save(stdout, dir.path(), compression, stream);
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
@@ -582,13 +666,83 @@ fn save_and_compress(
     })
 }
 
+/// What `save_and_compress` gives, read from the engine's layer store instead (`layer_store`): each distinct layer
+/// once, in image order, compressed into the spool as it is reassembled (big ones also sent to `stream`).
+fn read_store(
+    store: &crate::layer_store::Store,
+    references: &[String],
+    spool_parent: &Path,
+    compression: Compression,
+    stream: Option<Stream>,
+) -> anyhow::Result<Saved> {
+    let dir = tempfile::Builder::new()
+        .prefix("ap-airflow-publish-")
+        .tempdir_in(spool_parent)
+        .with_context(|| format!("cannot make a spool folder in {}", spool_parent.display()))?;
+    let mut images = Vec::new();
+    let mut compressed: HashMap<String, Blob> = HashMap::new();
+    let mut plain: HashMap<String, Blob> = HashMap::new();
+    let mut files = HashMap::new();
+    for reference in references {
+        let id = image_id(reference)?.ok_or_else(|| anyhow!("{reference} vanished"))?;
+        let config = store.config(&id)?;
+        let parsed: ImageConfig =
+            serde_json::from_slice(&config).context("malformed image config")?;
+        let chains = crate::layer_store::chain_ids(&parsed.rootfs.diff_ids);
+        let mut diff_ids = Vec::new();
+        for (diff_id, chain) in parsed.rootfs.diff_ids.iter().zip(&chains) {
+            if !plain.contains_key(diff_id) {
+                let (mut layer, size) = store.layer(chain)?;
+                let file = dir.path().join(format!("layer-{}", files.len()));
+                let mut out = Tee {
+                    file: std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file)?),
+                    stream: stream.clone().filter(|_| size > IN_MEMORY),
+                };
+                out.send(Piece::Begin);
+                let c = crate::compress::compress(compression, &mut layer, size, &mut out, 0)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|c| {
+                        out.flush()?;
+                        if c.uncompressed.digest != *diff_id {
+                            bail!(
+                                "layer {diff_id} of {reference} reads back as {}",
+                                c.uncompressed.digest
+                            );
+                        }
+                        Ok(c)
+                    });
+                match c {
+                    Ok(c) => {
+                        out.send(Piece::End(c.compressed.clone()));
+                        files.insert(c.compressed.digest.clone(), file);
+                        compressed.insert(diff_id.clone(), c.compressed);
+                        plain.insert(diff_id.clone(), c.uncompressed);
+                    }
+                    Err(e) => {
+                        out.send(Piece::Abort);
+                        return Err(e.context(format!("reading layer {diff_id} of {reference}")));
+                    }
+                }
+            }
+            diff_ids.push(plain[diff_id].clone());
+        }
+        images.push((config, diff_ids));
+    }
+    Ok(Saved {
+        images,
+        compressed,
+        spool: Spool { files, _dir: dir },
+    })
+}
+
 /// Reads a `docker save` stream: small files into memory, big ones compressed into `dir`.
 fn read_save(
-    stream: impl Read,
+    save: impl Read,
     dir: &Path,
     compression: Compression,
+    stream: Option<Stream>,
 ) -> anyhow::Result<HashMap<String, Entry>> {
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(save);
     let mut files = HashMap::new();
     for (n, entry) in archive.entries()?.enumerate() {
         let mut entry = entry?;
@@ -609,12 +763,27 @@ fn read_save(
                     files.insert(path, Entry::Small(bytes));
                 } else {
                     let file = dir.join(format!("layer-{n}"));
-                    let mut f =
-                        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file)?);
-                    let c = crate::compress::compress(compression, &mut entry, size, &mut f, 0)
-                        .with_context(|| format!("compressing {path}"))?;
-                    f.flush()?;
-                    files.insert(path, Entry::Layer(c.uncompressed, c.compressed, file));
+                    let mut out = Tee {
+                        file: std::io::BufWriter::with_capacity(
+                            1 << 20,
+                            std::fs::File::create(&file)?,
+                        ),
+                        stream: stream.clone(),
+                    };
+                    out.send(Piece::Begin);
+                    let c = crate::compress::compress(compression, &mut entry, size, &mut out, 0)
+                        .with_context(|| format!("compressing {path}"))
+                        .and_then(|c| Ok((c, out.flush()?)));
+                    match c {
+                        Ok((c, ())) => {
+                            out.send(Piece::End(c.compressed.clone()));
+                            files.insert(path, Entry::Layer(c.uncompressed, c.compressed, file));
+                        }
+                        Err(e) => {
+                            out.send(Piece::Abort);
+                            return Err(e);
+                        }
+                    }
                 }
             }
             tar::EntryType::Symlink => {
@@ -745,7 +914,7 @@ mod tests {
             b.finish().unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
-        let files = read_save(&data[..], dir.path(), Compression::Gzip).unwrap();
+        let files = read_save(&data[..], dir.path(), Compression::Gzip, None).unwrap();
         let (p, f) = resolve(&files, "bb/layer.tar").unwrap();
         assert_eq!(p, "aa/layer.tar");
         assert!(matches!(f, Entry::Small(b) if b == b"abc"));

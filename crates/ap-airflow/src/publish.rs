@@ -26,7 +26,7 @@ use std::time::Instant;
 use anyhow::bail;
 
 use crate::compress::Compression;
-use crate::local::{Blob, IndexedImage, Source};
+use crate::local::{Blob, IndexedImage, Piece, Source};
 use crate::platform::Platform as Arch;
 use crate::registry::client::{Client, Manifest, Mount, Options};
 use crate::registry::{builds_in, RegistryArgs, Repository};
@@ -456,6 +456,8 @@ struct Run<'a> {
     problems: Vec<String>,
     images: &'a BTreeMap<Flavour, IndexedImage>,
     source: &'a Source,
+    /// Per repository: the layers uploaded while they compressed.
+    streamed: HashMap<String, Vec<Blob>>,
 }
 
 fn human(bytes: u64) -> String {
@@ -523,6 +525,7 @@ impl Run<'_> {
         &mut self,
         repo: &Repository,
         wants: &[Want],
+        gathered: Gathered,
         policy: Policy,
     ) -> anyhow::Result<()> {
         let dry = self.dry_run;
@@ -532,7 +535,7 @@ impl Run<'_> {
             tags,
             haves,
             remote_immutable,
-        } = gather_haves(client, repo, wants)?;
+        } = gathered;
         let steps = plan(wants, &haves, policy);
         let refused = steps.iter().any(|s| matches!(s.action, Action::Refuse(_)));
         if refused {
@@ -976,8 +979,17 @@ impl Run<'_> {
                 "layer"
             };
             let known_elsewhere = self.held_elsewhere(repo, &blob.digest);
+            let streamed = self
+                .streamed
+                .get(&repo.to_string())
+                .is_some_and(|s| s.contains(blob));
             let client = self.client(repo)?;
-            if client.blob_exists(&repo.name, &blob.digest)? {
+            if streamed {
+                say(&format!(
+                    "  skip {what} {} (pushed while compressing)",
+                    blob.digest
+                ));
+            } else if client.blob_exists(&repo.name, &blob.digest)? {
                 say(&format!("  skip {what} {} (present)", blob.digest));
             } else {
                 let mut location = None;
@@ -1040,16 +1052,18 @@ fn short(identity: &str) -> String {
     format!("sha256:{}", &hex[..hex.len().min(12)])
 }
 
+/// What this run wants per flavour; `identity` is the flavour's image IDs (`IndexedImage::identity`), known from
+/// the engine before any layer is read.
 pub fn wants(
     release: &Release,
-    images: &BTreeMap<Flavour, IndexedImage>,
+    identities: &BTreeMap<Flavour, String>,
     build_number: Option<u64>,
 ) -> Vec<Want> {
     Flavour::ALL
         .iter()
         .map(|&f| Want {
             flavour: f,
-            identity: images[&f].identity(),
+            identity: identities[&f].clone(),
             build: release.build,
             airflow: release.airflow.clone(),
             line_tail: format!("{}{}", release.distro, f.suffix()),
@@ -1060,8 +1074,8 @@ pub fn wants(
         .collect()
 }
 
-/// A flavour's local images: per platform built, its local name.
-pub type LocalNames = Vec<(Arch, String)>;
+/// A flavour's local images: per platform built, its local name and image ID.
+pub type LocalNames = Vec<(Arch, String, String)>;
 
 /// The local images of each flavour, one per platform built: `<source>:<immutable tag>` for the engine's native
 /// architecture, `<source>:<immutable tag>-<arch>` for another (`platform::Platform::local_tag`). Each image's
@@ -1084,7 +1098,7 @@ pub fn local_platforms(
                 Some((_, platform)) if platform.architecture != arch.arch() => bail!(
                     "{reference} is a {platform} image, but its name makes it the {arch} image (nothing pushed)"
                 ),
-                Some(_) => present.push((arch, reference)),
+                Some((id, _)) => present.push((arch, reference, id)),
                 None => missing.entry(arch).or_default().push(reference),
             }
         }
@@ -1099,7 +1113,7 @@ pub fn local_platforms(
     }
     let sets: Vec<Vec<Arch>> = out
         .iter()
-        .map(|(_, ps)| ps.iter().map(|(a, _)| *a).collect())
+        .map(|(_, ps)| ps.iter().map(|(a, _, _)| *a).collect())
         .collect();
     if sets.windows(2).any(|w| w[0] != w[1]) {
         let (partial, names) = missing
@@ -1121,6 +1135,100 @@ pub fn local_platforms(
         ));
     }
     Ok(out)
+}
+
+/// The repository layers can be uploaded to while they compress: the first one (in `--to` order) whose plan
+/// publishes every flavour from the local images (no refusal, no repository of its registry holding the images
+/// already, whose blobs would be mounted instead). At most one: the others get the spooled layers, or mounts.
+fn stream_target<'t>(
+    targets: &'t [Repository],
+    gathered: &[Option<Gathered>],
+    wants: &[Want],
+    policy: Policy,
+) -> Option<&'t Repository> {
+    let held_in = |registry: &str, identity: &str| {
+        targets.iter().zip(gathered).any(|(r, g)| {
+            r.registry == registry
+                && g.as_ref().is_some_and(|g| {
+                    g.haves
+                        .iter()
+                        .any(|h| h.immutable.as_deref() == Some(identity))
+                })
+        })
+    };
+    targets.iter().zip(gathered).find_map(|(repo, g)| {
+        let steps = plan(wants, &g.as_ref()?.haves, policy);
+        let publishes_all = steps
+            .iter()
+            .filter(|s| s.kind == TagKind::Immutable)
+            .all(|s| s.action == Action::Publish && !held_in(&repo.registry, &s.identity));
+        publishes_all.then_some(repo)
+    })
+}
+
+/// Receives a stream's pieces as one layer's bytes: ends at the layer's `End` (kept), fails on `Abort` or when the
+/// sender is gone.
+struct LayerReader<'r> {
+    rx: &'r std::sync::mpsc::Receiver<Piece>,
+    buf: Vec<u8>,
+    pos: usize,
+    end: Option<Blob>,
+}
+
+impl std::io::Read for LayerReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.end.is_some() {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Piece::Data(d)) => (self.buf, self.pos) = (d, 0),
+                Ok(Piece::End(blob)) => self.end = Some(blob),
+                Ok(Piece::Abort) => return Err(std::io::Error::other("the layer was not read")),
+                Ok(Piece::Begin) | Err(_) => {
+                    return Err(std::io::Error::other("the layer stream broke off"))
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Uploads each layer of the stream while `docker save` and the compressor still produce it, as `docker push`
+/// does: an upload session per layer, its bytes sent in one chunked PATCH as they come, closed by the PUT with the
+/// digest once the compressor knows it. Returns the layers uploaded.
+fn stream_uploads(
+    client: &mut Client,
+    repo: &str,
+    rx: std::sync::mpsc::Receiver<Piece>,
+) -> anyhow::Result<Vec<Blob>> {
+    let mut done = Vec::new();
+    while let Ok(piece) = rx.recv() {
+        if !matches!(piece, Piece::Begin) {
+            bail!("internal: a layer stream without its start");
+        }
+        let location = client.start_upload(repo)?;
+        let mut layer = LayerReader {
+            rx: &rx,
+            buf: Vec::new(),
+            pos: 0,
+            end: None,
+        };
+        let location = client.patch_upload(repo, &location, &mut layer)?;
+        let blob = layer.end.take().expect("the reader ends at End");
+        client.close_upload(repo, &location, &blob.digest)?;
+        say(&format!(
+            "  pushed layer {} {} ({}) while compressing",
+            blob.digest,
+            blob.size,
+            human(blob.size)
+        ));
+        done.push(blob);
+    }
+    Ok(done)
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -1171,15 +1279,72 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     let spool = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let locals = local_platforms(&source_repo, release)?;
+    let identities: BTreeMap<Flavour, String> = locals
+        .iter()
+        .map(|(f, ps)| {
+            let mut ids: Vec<&str> = ps.iter().map(|(_, _, id)| id.as_str()).collect();
+            ids.sort_unstable();
+            (*f, ids.join(","))
+        })
+        .collect();
+    let wants = wants(release, &identities, args.build_number);
+    let policy = Policy {
+        dev: args.dev,
+        move_floating: args.move_floating,
+    };
+    // Every repository is read before any layer is: the plans say where layers can go while they compress.
+    let mut gathered = Vec::new();
+    for repo in &targets {
+        let client = client(&mut clients, repo, &opts)?;
+        match gather_haves(client, repo, &wants) {
+            Ok(g) => gathered.push(Some(g)),
+            Err(e) => {
+                let line = one_line(&e);
+                say(&format!("==> {repo}: failed: {line}"));
+                problems.push(format!("failed {repo}: {line}"));
+                gathered.push(None);
+            }
+        }
+    }
+    let stream_to = if args.dry_run {
+        None
+    } else {
+        stream_target(&targets, &gathered, &wants, policy)
+    };
     let references: Vec<String> = locals
         .iter()
-        .flat_map(|(_, ps)| ps.iter().map(|(_, r)| r.clone()))
+        .flat_map(|(_, ps)| ps.iter().map(|(_, r, _)| r.clone()))
         .collect();
     say(&format!(
         "reading {} from the Docker engine",
         references.join(", ")
     ));
-    let (source, mut loaded) = Source::load(&references, &spool, args.compression)?;
+    let mut streamed: HashMap<String, Vec<Blob>> = HashMap::new();
+    let (source, mut loaded) = match stream_to {
+        None => Source::load(&references, &spool, args.compression)?,
+        Some(repo) => {
+            say(&format!("  layers go to {repo} while they compress"));
+            let client = clients.get_mut(&repo.registry).expect("connected above");
+            let (tx, rx) = std::sync::mpsc::sync_channel(16);
+            let (loaded, uploaded) = std::thread::scope(|s| {
+                let uploader = s.spawn(|| stream_uploads(client, &repo.name, rx));
+                let loaded =
+                    Source::load_streaming(&references, &spool, args.compression, Some(tx));
+                (loaded, uploader.join().expect("the upload thread"))
+            });
+            match uploaded {
+                Ok(blobs) => {
+                    streamed.insert(repo.to_string(), blobs);
+                }
+                // What did not arrive is uploaded from the spool below, as without streaming.
+                Err(e) => say(&format!(
+                    "  streaming to {repo} stopped ({}); the rest is uploaded after compression",
+                    one_line(&e)
+                )),
+            }
+            loaded?
+        }
+    };
     let mut images = BTreeMap::new();
     for (f, platforms) in &locals {
         let mut of_flavour = Vec::new();
@@ -1200,11 +1365,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         say(&format!("  index {}", indexed.digest));
         images.insert(*f, indexed);
     }
-    let wants = wants(release, &images, args.build_number);
-    let policy = Policy {
-        dev: args.dev,
-        move_floating: args.move_floating,
-    };
     let mut run = Run {
         dry_run: args.dry_run,
         ctx,
@@ -1222,12 +1382,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         problems,
         images: &images,
         source: &source,
+        streamed,
     };
     if args.dry_run {
         say("dry run: nothing is written");
     }
-    for repo in &targets {
-        if let Err(e) = run.publish_repo(repo, &wants, policy) {
+    for (repo, gathered) in targets.iter().zip(gathered) {
+        let Some(gathered) = gathered else { continue };
+        if let Err(e) = run.publish_repo(repo, &wants, gathered, policy) {
             let line = one_line(&e);
             say(&format!("  failed: {line}"));
             run.problems.push(format!("failed {repo}: {line}"));

@@ -564,6 +564,57 @@ impl Client {
         }
     }
 
+    /// Streams bytes of unknown length into an upload session (one chunked `PATCH`, as `docker push` sends a layer
+    /// it compresses on the fly); returns the session's next location, for `close_upload`.
+    pub fn patch_upload(
+        &mut self,
+        repo: &str,
+        location: &str,
+        data: &mut dyn Read,
+    ) -> anyhow::Result<String> {
+        let scopes = [scope_of(repo, Access::Push)];
+        let auth = self.authorization(&scopes, false)?;
+        let mut counted = Counting {
+            inner: data,
+            count: 0,
+        };
+        let mut req = Request::patch(location).header("content-type", "application/octet-stream");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let result = self
+            .agent
+            .run(req.body(ureq::SendBody::from_reader(&mut counted))?);
+        self.blob_bytes_sent += counted.count;
+        let mut resp = result.map_err(|e| {
+            anyhow!(
+                "registry {} failed while streaming a layer to {repo}: {}",
+                self.registry,
+                short_error(&e)
+            )
+        })?;
+        match resp.status().as_u16() {
+            202 => self.location(&resp, "streaming a layer"),
+            401 | 403 => self.check_auth(resp).map(|_| String::new()),
+            _ => Err(self.unexpected(&format!("streaming a layer to {repo}"), &mut resp)),
+        }
+    }
+
+    /// Ends an upload session whose bytes were all sent (`PUT ?digest=` with no body).
+    pub fn close_upload(&mut self, repo: &str, location: &str, digest: &str) -> anyhow::Result<()> {
+        let mut url = url::Url::parse(location)?;
+        url.query_pairs_mut().append_pair("digest", digest);
+        let scopes = [scope_of(repo, Access::Push)];
+        let mut resp = self.send(Method::PUT, url.as_str(), &scopes, &[], &[])?;
+        match resp.status().as_u16() {
+            201 => Ok(()),
+            _ => Err(self.unexpected(
+                &format!("closing the upload of {digest} to {repo}"),
+                &mut resp,
+            )),
+        }
+    }
+
     /// A manifest by tag or digest, byte-for-byte, or None when absent.
     pub fn get_manifest(
         &mut self,

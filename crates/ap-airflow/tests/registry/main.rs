@@ -116,28 +116,39 @@ fn docker_skopeo_and_containerd_pull_every_tag() {
     }
 }
 
-/// Same image, same compressed bytes: two runs with empty caches give two registries the same index digests, and
-/// a re-publish from the cache alone (no `docker save`) is a no-op.
+/// Same image, same compressed bytes: two runs with empty caches give two registries the same index digests — one
+/// reading the engine's layer store, the other `docker save` (so both readers give the very same layer bytes) —
+/// and a re-publish from the cache alone (no layer read) is a no-op.
 #[test]
 fn compression_is_deterministic_across_runs_and_caches() {
     let (r1, r2) = (Registry::start(), Registry::start());
     let repo = "astronomer/ap-airflow";
-    let a = Images::new(1, "deterministic");
+    let a = Images::big("deterministic");
     let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cache = |d: &tempfile::TempDir| d.path().to_str().unwrap().to_owned();
     let (k1, k2) = (cache(&c1), cache(&c2));
-    assert_ok(&publish(
-        &a,
-        &[r1.repo(repo)],
-        &[],
-        &[("XDG_CACHE_HOME", &k1)],
-    ));
-    assert_ok(&publish(
+    let store = publish(&a, &[r1.repo(repo)], &[], &[("XDG_CACHE_HOME", &k1)]);
+    assert_ok(&store);
+    assert!(
+        !store.stderr.contains("docker save ("),
+        "the layer store was read: {store:?}"
+    );
+    let save = publish(
         &a,
         &[r2.repo(repo)],
         &[],
-        &[("XDG_CACHE_HOME", &k2)],
-    ));
+        &[("XDG_CACHE_HOME", &k2), ("AP_AIRFLOW_DOCKER_SAVE", "1")],
+    );
+    assert_ok(&save);
+    assert!(
+        save.stderr
+            .contains("reading the images with docker save (AP_AIRFLOW_DOCKER_SAVE=1)"),
+        "{save:?}"
+    );
+    // Both streamed the big layer while it compressed.
+    for out in [&store, &save] {
+        assert!(out.stderr.contains(") while compressing"), "{out:?}");
+    }
     for tag in [IMM, IMM_ON] {
         assert_eq!(r1.digest(repo, tag), r2.digest(repo, tag), "{tag}");
         assert_eq!(r1.manifest(repo, tag), r2.manifest(repo, tag), "{tag}");
@@ -752,6 +763,87 @@ fn a_registry_going_down_mid_publish_is_finished_by_a_retry() {
         assert_ok(&out);
         assert_published(&reg, repo);
     }
+}
+
+/// A big layer is uploaded while it compresses (one chunked PATCH, then the PUT naming the digest); the bytes the
+/// registry got are the spooled ones another registry receives by the ordinary upload in the same run, skopeo
+/// verifies every blob, and a re-publish sends nothing.
+#[test]
+fn layers_upload_while_they_compress() {
+    let (r1, r2) = (Registry::start(), Registry::start());
+    let repo = "astronomer/ap-airflow";
+    let a = Images::big("stream");
+    let cache = tempfile::tempdir().unwrap();
+    let env = [("XDG_CACHE_HOME", cache.path().to_str().unwrap())];
+    let out = publish(&a, &[r1.repo(repo), r2.repo(repo)], &[], &env);
+    assert_ok(&out);
+    assert!(
+        out.stderr.contains(&format!(
+            "layers go to {} while they compress",
+            r1.repo(repo)
+        )),
+        "{out:?}"
+    );
+    let streamed: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("while compressing") && l.contains("pushed layer"))
+        .collect();
+    assert_eq!(
+        streamed.len(),
+        1,
+        "the one big layer (shared by both flavours): {out:?}"
+    );
+    assert!(out.stderr.contains("(pushed while compressing)"), "{out:?}");
+    // r2, another registry, got the spooled layer the ordinary way: same bytes, same digests.
+    assert!(out.stderr.contains("push layer"), "{out:?}");
+    for tag in [IMM, IMM_ON, FLOAT, FLOAT_ON] {
+        assert_eq!(r1.digest(repo, tag), r2.digest(repo, tag), "{tag}");
+    }
+    let index: serde_json::Value = serde_json::from_slice(&r1.manifest(repo, IMM)).unwrap();
+    let child = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let m: serde_json::Value = serde_json::from_slice(&r1.manifest(repo, &child)).unwrap();
+    let big = m["layers"][0]["digest"].as_str().unwrap();
+    assert!(m["layers"][0]["size"].as_u64().unwrap() > 6 << 20, "{m}");
+    assert_eq!(r1.blob(repo, big), r2.blob(repo, big));
+    let layout = tempfile::tempdir().unwrap();
+    for tag in [IMM, IMM_ON] {
+        assert_eq!(
+            Some(skopeo_copy(&r1, repo, tag, layout.path())),
+            r1.digest(repo, tag)
+        );
+    }
+    let again = publish(&a, &[r1.repo(repo)], &[], &env);
+    assert_ok(&again);
+    assert_eq!(again.blob_bytes(), 0, "{again:?}");
+}
+
+/// The registry dies while a layer streams to it: the run fails with one line, no tag is written, and a retry
+/// against the restarted registry finishes the publish.
+#[test]
+fn a_registry_dying_while_a_layer_streams_is_finished_by_a_retry() {
+    let repo = "astronomer/ap-airflow";
+    let a = Images::big("stream-cut");
+    let mut reg = Registry::start();
+    let proxy = CutProxy::start(reg.port, &format!("PATCH /v2/{repo}/blobs/uploads/"));
+    let via = format!("127.0.0.1:{}/{repo}", proxy.port);
+    // An empty cache: layers stream only when `docker save` runs (cached digests make it unneeded).
+    let cache = tempfile::tempdir().unwrap();
+    let env = [("XDG_CACHE_HOME", cache.path().to_str().unwrap())];
+    let out = publish(&a, &[via], &[], &env);
+    assert!(
+        proxy.cut.load(std::sync::atomic::Ordering::SeqCst),
+        "no layer streamed: {out:?}"
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("streaming to 127.0.0.1:"), "{out:?}");
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("ap-airflow: failed 127.0.0.1:"), "{out:?}");
+    assert!(reg.tags(repo).is_empty(), "{:?}", reg.tags(repo));
+    reg.restart();
+    let out = publish(&a, &[reg.repo(repo)], &[], &env);
+    assert_ok(&out);
+    assert_published(&reg, repo);
 }
 
 #[test]

@@ -940,6 +940,21 @@ impl Images {
         Images { repo, tags }
     }
 
+    /// Both flavours of build 1 with a layer bigger than what is kept in memory (6 MiB, incompressible): one that
+    /// streams to the registry while it compresses.
+    pub fn big(variant: &str) -> Images {
+        let repo = format!("ap-airflow-regtest/{}", unique("big"));
+        let big = tar_of(&[("opt/big", noise(&format!("{variant}-big"), 6 << 20))]);
+        let mut tags = Vec::new();
+        for suffix in ["", "-onbuild"] {
+            let own = tar_of(&[("etc/variant", format!("{variant}{suffix}\n").into_bytes())]);
+            let reference = format!("{repo}:2.10.5-1-bookworm{suffix}");
+            load_image(&reference, native_arch(), &[big.clone(), own]);
+            tags.push(reference);
+        }
+        Images { repo, tags }
+    }
+
     /// Adds local images to this repository (removed with it).
     pub fn adopt(&mut self, reference: String) {
         self.tags.push(reference);
