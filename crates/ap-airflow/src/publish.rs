@@ -820,16 +820,17 @@ impl Run<'_> {
                 platform.as_deref(),
                 Some(&self.release),
             )?;
-            if !p.problems.is_empty() {
-                bail!(
-                    "the SBOM of {} disagrees with the lock: {}",
-                    image.reference,
-                    p.problems.join("; ")
-                );
-            }
             self.probes.insert(image.id.clone(), p);
         }
-        Ok(&self.probes[&image.id])
+        let p = &self.probes[&image.id];
+        if !p.problems.is_empty() {
+            bail!(
+                "the SBOM of {} disagrees with the lock: {}",
+                image.reference,
+                p.problems.join("; ")
+            );
+        }
+        Ok(p)
     }
 
     /// The SBOM document for `subject`: an index's lists every platform (with the manifests `bundle` names), a
@@ -1320,16 +1321,41 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         references.join(", ")
     ));
     let mut streamed: HashMap<String, Vec<Blob>> = HashMap::new();
+    let mut probes = HashMap::new();
     let (source, mut loaded) = match stream_to {
         None => Source::load(&references, &spool, args.compression)?,
         Some(repo) => {
             say(&format!("  layers go to {repo} while they compress"));
             let client = clients.get_mut(&repo.registry).expect("connected above");
             let (tx, rx) = std::sync::mpsc::sync_channel(16);
+            let release_name = release.name();
             let (loaded, uploaded) = std::thread::scope(|s| {
                 let uploader = s.spawn(|| stream_uploads(client, &repo.name, rx));
+                // Images are published from here, so their SBOMs will be made: probe them meanwhile.
+                let prober = (!args.no_sbom).then(|| {
+                    s.spawn(|| {
+                        for (_, platforms) in &locals {
+                            for (arch, reference, id) in platforms {
+                                say(&format!("  probing {reference} for its SBOM"));
+                                let platform = (*arch != Arch::native()).then(|| arch.docker());
+                                // A failure is reported when the SBOM is made (probed again then).
+                                if let Ok(p) = crate::sbom::probe_checked(
+                                    ctx,
+                                    reference,
+                                    platform.as_deref(),
+                                    Some(&release_name),
+                                ) {
+                                    probes.insert(id.clone(), p);
+                                }
+                            }
+                        }
+                    })
+                });
                 let loaded =
                     Source::load_streaming(&references, &spool, args.compression, Some(tx));
+                if let Some(p) = prober {
+                    p.join().expect("the probe thread");
+                }
                 (loaded, uploader.join().expect("the upload thread"))
             });
             match uploaded {
@@ -1372,7 +1398,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         no_sbom: args.no_sbom,
         signer,
         sboms: HashMap::new(),
-        probes: HashMap::new(),
+        probes,
         sbom_held: HashMap::new(),
         opts,
         clients,
