@@ -1139,8 +1139,9 @@ pub fn local_platforms(
 }
 
 /// The repository layers can be uploaded to while they compress: the first one (in `--to` order) whose plan
-/// publishes every flavour from the local images (no refusal, no repository of its registry holding the images
-/// already, whose blobs would be mounted instead). At most one: the others get the spooled layers, or mounts.
+/// publishes every flavour from the local images (no refusal, and no tag of a repository of its registry holding
+/// the images already: their blobs are there, and a new build of the same images only needs manifests). At most
+/// one: the others get the spooled layers, or mounts.
 fn stream_target<'t>(
     targets: &'t [Repository],
     gathered: &[Option<Gathered>],
@@ -1151,9 +1152,11 @@ fn stream_target<'t>(
         targets.iter().zip(gathered).any(|(r, g)| {
             r.registry == registry
                 && g.as_ref().is_some_and(|g| {
-                    g.haves
-                        .iter()
-                        .any(|h| h.immutable.as_deref() == Some(identity))
+                    g.haves.iter().any(|h| {
+                        [&h.immutable, &h.floating, &h.ci]
+                            .iter()
+                            .any(|t| t.as_deref() == Some(identity))
+                    })
                 })
         })
     };

@@ -816,6 +816,44 @@ fn layers_upload_while_they_compress() {
     let again = publish(&a, &[r1.repo(repo)], &[], &env);
     assert_ok(&again);
     assert_eq!(again.blob_bytes(), 0, "{again:?}");
+
+    // Build 2 of the same images, with no cache: the floating tag already holds them, so no layer is sent again.
+    let dir = tempfile::tempdir().unwrap();
+    let rel2 = releases_with_build(dir.path(), 2);
+    for suffix in ["", "-onbuild"] {
+        let one = format!("{}:2.10.5-1-bookworm{suffix}", a.repo);
+        must(
+            "docker",
+            &[
+                "tag",
+                &one,
+                &format!("{}:2.10.5-2-bookworm{suffix}", a.repo),
+            ],
+        );
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let two = tool(
+        &[
+            "--releases",
+            rel2.to_str().unwrap(),
+            "publish",
+            "2.10.5-2",
+            "--from",
+            &a.repo,
+            "--to",
+            &r1.repo(repo),
+        ],
+        &[("XDG_CACHE_HOME", empty.path().to_str().unwrap())],
+    );
+    for suffix in ["", "-onbuild"] {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", &format!("{}:2.10.5-2-bookworm{suffix}", a.repo)])
+            .output();
+    }
+    assert_ok(&two);
+    assert!(!two.stderr.contains("while they compress"), "{two:?}");
+    assert_eq!(two.blob_bytes(), 0, "{two:?}");
+    assert_eq!(r1.digest(repo, "2.10.5-2-bookworm"), r1.digest(repo, IMM));
 }
 
 /// The registry dies while a layer streams to it: the run fails with one line, no tag is written, and a retry
