@@ -130,7 +130,11 @@ pub enum Action {
         why: String,
     },
     Skip(String),
-    Refuse(String),
+    /// Nothing is written to the repository. `cascaded`: refused because another tag of the repository is.
+    Refuse {
+        reason: String,
+        cascaded: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,10 +166,13 @@ pub fn plan(wants: &[Want], haves: &[Have], policy: Policy) -> Vec<Step> {
                 Some(d) if *d == w.identity => {
                     Action::Skip("already published with this image ID".into())
                 }
-                Some(d) => Action::Refuse(format!(
-                    "{} already holds image {d}, the local image is {} (a rebuild needs a new build number)",
-                    w.immutable, w.identity
-                )),
+                Some(d) => Action::Refuse {
+                    reason: format!(
+                        "{} already holds image {d}, the local image is {} (a rebuild needs a new build number)",
+                        w.immutable, w.identity
+                    ),
+                    cascaded: false,
+                },
             },
         ));
         if let Some(ci) = &w.ci {
@@ -178,9 +185,10 @@ pub fn plan(wants: &[Want], haves: &[Have], policy: Policy) -> Vec<Step> {
                         why: "CI build".into(),
                     },
                     Some(d) if *d == w.identity => Action::Skip("already points here".into()),
-                    Some(d) => {
-                        Action::Refuse(format!("CI tag {ci} already holds another image ({d})"))
-                    }
+                    Some(d) => Action::Refuse {
+                        reason: format!("CI tag {ci} already holds another image ({d})"),
+                        cascaded: false,
+                    },
                 },
             ));
         }
@@ -217,12 +225,15 @@ pub fn plan(wants: &[Want], haves: &[Have], policy: Policy) -> Vec<Step> {
         steps.push(step(TagKind::Floating, &w.floating, floating));
     }
     if let Some(reason) = steps.iter().find_map(|s| match &s.action {
-        Action::Refuse(r) => Some(r.clone()),
+        Action::Refuse { reason, .. } => Some(reason.clone()),
         _ => None,
     }) {
         for s in &mut steps {
-            if !matches!(s.action, Action::Refuse(_)) {
-                s.action = Action::Refuse(format!("repository refused: {reason}"));
+            if !matches!(s.action, Action::Refuse { .. }) {
+                s.action = Action::Refuse {
+                    reason: format!("repository refused: {reason}"),
+                    cascaded: true,
+                };
             }
         }
     }
@@ -537,12 +548,17 @@ impl Run<'_> {
             remote_immutable,
         } = gathered;
         let steps = plan(wants, &haves, policy);
-        let refused = steps.iter().any(|s| matches!(s.action, Action::Refuse(_)));
+        let refused = steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Refuse { .. }));
         if refused {
             let first = steps
                 .iter()
                 .find_map(|s| match &s.action {
-                    Action::Refuse(r) if !r.starts_with("repository refused") => Some(r.clone()),
+                    Action::Refuse {
+                        reason,
+                        cascaded: false,
+                    } => Some(reason.clone()),
                     _ => None,
                 })
                 .unwrap_or_default();
@@ -558,7 +574,7 @@ impl Run<'_> {
                 .expect("a step of a want");
             let mut digest = self.images[&s.flavour].digest.clone();
             let action = match &s.action {
-                Action::Refuse(_) => "refused".to_owned(),
+                Action::Refuse { .. } => "refused".to_owned(),
                 Action::Skip(why) => {
                     say(&format!("  skip {}: {why}", s.tag));
                     if s.kind == TagKind::Immutable {
@@ -1497,7 +1513,7 @@ mod tests {
             Action::Publish => "publish",
             Action::Tag { .. } => "move",
             Action::Skip(_) => "skip",
-            Action::Refuse(_) => "refuse",
+            Action::Refuse { .. } => "refuse",
         }
     }
 
@@ -1628,7 +1644,9 @@ mod tests {
         assert_eq!(word(&steps[1].action), "move");
         h.ci = Some(OTHER.into());
         let steps = plan(&[want(true)], &[h], Policy::default());
-        assert!(steps.iter().all(|s| matches!(s.action, Action::Refuse(_))));
+        assert!(steps
+            .iter()
+            .all(|s| matches!(s.action, Action::Refuse { .. })));
     }
 
     #[test]
@@ -1644,10 +1662,23 @@ mod tests {
             Policy::default(),
         );
         assert_eq!(steps.len(), 4);
-        assert!(steps.iter().all(|s| matches!(s.action, Action::Refuse(_))));
-        let Action::Refuse(r) = &steps[0].action else {
+        assert!(steps
+            .iter()
+            .all(|s| matches!(s.action, Action::Refuse { .. })));
+        let Action::Refuse { reason, cascaded } = &steps[0].action else {
             unreachable!()
         };
-        assert!(r.contains("sha256:other"), "{r}");
+        assert!(reason.contains("sha256:other"), "{reason}");
+        assert!(
+            cascaded,
+            "the base flavour is refused because the onbuild one is"
+        );
+        assert!(matches!(
+            steps[2].action,
+            Action::Refuse {
+                cascaded: false,
+                ..
+            }
+        ));
     }
 }
