@@ -155,6 +155,30 @@ pub(super) fn scope_of(repo: &str, access: Access) -> String {
     }
 }
 
+/// Whether an https request that failed this way may be answered over plain HTTP: the server was reached but no TLS
+/// session came of it (it answered in plain text, or closed on the TLS hello). A refused or failed connection, or
+/// TLS that refused us (certificate, alert), is never a reason to downgrade.
+fn plain_http_may_answer(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::Rustls(
+            rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertRevocationList(_)
+            | rustls::Error::AlertReceived(_),
+        ) => false,
+        ureq::Error::Rustls(_) => true,
+        ureq::Error::Io(io) => !matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::TimedOut | ErrorKind::AddrNotAvailable
+        ),
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_) => {
+            false
+        }
+        _ => true,
+    }
+}
+
 pub(super) fn short_error(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Io(io) => io.to_string(),
@@ -198,11 +222,9 @@ impl Client {
             client.base = format!("{scheme}://{host}");
             match client.ping() {
                 Ok(()) => return Ok(client),
-                Err(e) => {
-                    let msg = e.to_string();
-                    let tls_refused_us = msg.contains("certificate") || msg.contains("Certificate");
+                Err((e, plain_may_answer)) => {
                     first_err.get_or_insert(e);
-                    if tls_refused_us || msg.contains("Connection refused") {
+                    if !plain_may_answer {
                         break;
                     }
                 }
@@ -215,16 +237,24 @@ impl Client {
         &self.base
     }
 
-    fn ping(&mut self) -> anyhow::Result<()> {
+    /// `GET /v2/`. On failure, also whether plain HTTP may answer where this scheme did not
+    /// (`plain_http_may_answer`).
+    fn ping(&mut self) -> Result<(), (anyhow::Error, bool)> {
         let url = format!("{}/v2/", self.base);
-        let req = Request::get(&url).body(())?;
-        let mut resp = self.agent.run(req).map_err(|e| {
-            anyhow!(
+        let req = Request::get(&url).body(()).map_err(|e| (e.into(), false))?;
+        let resp = self.agent.run(req).map_err(|e| {
+            let line = format!(
                 "cannot reach registry {} ({url}): {}",
                 self.registry,
                 short_error(&e)
-            )
+            );
+            (anyhow!(line), plain_http_may_answer(&e))
         })?;
+        // An answer that is no registry's: the other scheme may still find one.
+        self.answered(&url, resp).map_err(|e| (e, true))
+    }
+
+    fn answered(&mut self, url: &str, mut resp: Response<ureq::Body>) -> anyhow::Result<()> {
         let status = resp.status().as_u16();
         let _ = read_body(&mut resp, 1 << 16);
         match status {
@@ -475,5 +505,26 @@ mod tests {
             "HTTP 404 (MANIFEST_UNKNOWN: manifest unknown)"
         );
         assert_eq!(error_line(500, b"<html>"), "HTTP 500");
+    }
+
+    #[test]
+    fn only_a_server_without_tls_is_tried_over_plain_http() {
+        use std::io::{Error, ErrorKind};
+        let io = |k: ErrorKind| ureq::Error::Io(Error::from(k));
+        // A plain-HTTP server answers the TLS hello in plain text, or closes.
+        assert!(plain_http_may_answer(&ureq::Error::Rustls(
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+        )));
+        assert!(plain_http_may_answer(&io(ErrorKind::UnexpectedEof)));
+        assert!(plain_http_may_answer(&io(ErrorKind::ConnectionReset)));
+        // TLS that refused us, or no server at all: never a downgrade.
+        assert!(!plain_http_may_answer(&ureq::Error::Rustls(
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        )));
+        assert!(!plain_http_may_answer(&ureq::Error::Rustls(
+            rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure)
+        )));
+        assert!(!plain_http_may_answer(&io(ErrorKind::ConnectionRefused)));
+        assert!(!plain_http_may_answer(&ureq::Error::HostNotFound));
     }
 }
