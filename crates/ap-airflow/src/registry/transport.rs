@@ -155,6 +155,36 @@ pub(super) fn scope_of(repo: &str, access: Access) -> String {
     }
 }
 
+/// Attempts after the first of an idempotent request (`send`).
+const RETRIES: u32 = 2;
+const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(500);
+
+/// How one attempt of `send` failed: `Broken` connections may be tried again.
+enum Attempt {
+    Broken(anyhow::Error, String),
+    Failed(anyhow::Error),
+}
+
+/// A connection that broke under the request (reset, closed before an answer): worth another attempt. A refused
+/// connection is not (nothing listens), nor a TLS or protocol error.
+fn broken_connection(e: &ureq::Error) -> Option<String> {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Some(format!("a broken connection ({io})"))
+        }
+        _ => None,
+    }
+}
+
 /// Whether an https request that failed this way may be answered over plain HTTP: the server was reached but no TLS
 /// session came of it (it answered in plain text, or closed on the TLS hello). A refused or failed connection, or
 /// TLS that refused us (certificate, alert), is never a reason to downgrade.
@@ -368,6 +398,10 @@ impl Client {
     }
 
     /// One request with a replayable body; re-authenticates once on 401.
+    /// One request with a replayable body; re-authenticates once on 401. An idempotent one (GET, HEAD, PUT) is
+    /// tried again, after 0.5 s then 1 s, when the registry answers 5xx or the connection breaks (reset, closed
+    /// early), as go-containerregistry's `transport.retry` does; POST and PATCH never are (they open or feed an
+    /// upload session).
     pub(super) fn send(
         &mut self,
         method: Method,
@@ -376,10 +410,49 @@ impl Client {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> anyhow::Result<Response<ureq::Body>> {
+        let idempotent = matches!(method, Method::GET | Method::HEAD | Method::PUT);
+        let mut pause = RETRY_FIRST_PAUSE;
+        for retry in 0.. {
+            let last = !idempotent || retry == RETRIES;
+            let why = match self.send_once(method.clone(), path_or_url, scopes, headers, body) {
+                Err(Attempt::Broken(e, why)) if !last => {
+                    drop(e);
+                    why
+                }
+                Err(Attempt::Broken(e, _)) | Err(Attempt::Failed(e)) => return Err(e),
+                Ok(mut resp) if resp.status().is_server_error() && !last => {
+                    let _ = read_body(&mut resp, 1 << 16);
+                    format!("HTTP {}", resp.status().as_u16())
+                }
+                Ok(resp) => return Ok(resp),
+            };
+            eprintln!(
+                "  (registry {} answered {method} {} with {why}; trying again in {:.1} s)",
+                self.registry,
+                strip_query(path_or_url),
+                pause.as_secs_f64()
+            );
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn send_once(
+        &mut self,
+        method: Method,
+        path_or_url: &str,
+        scopes: &[String],
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<Response<ureq::Body>, Attempt> {
         let url = self.url(path_or_url);
         for attempt in 0..2 {
             let mut req = Request::builder().method(method.clone()).uri(&url);
-            if let Some(a) = self.authorization(scopes, attempt > 0)? {
+            if let Some(a) = self
+                .authorization(scopes, attempt > 0)
+                .map_err(Attempt::Failed)?
+            {
                 req = req.header("authorization", a);
             }
             for (k, v) in headers {
@@ -389,18 +462,24 @@ impl Client {
                 if method == Method::PUT || method == Method::POST || method == Method::PATCH {
                     let req = req
                         .header("content-length", body.len().to_string())
-                        .body(body)?;
+                        .body(body)
+                        .map_err(|e| Attempt::Failed(e.into()))?;
                     self.agent.run(req)
                 } else {
-                    self.agent.run(req.body(())?)
+                    let req = req.body(()).map_err(|e| Attempt::Failed(e.into()))?;
+                    self.agent.run(req)
                 }
                 .map_err(|e| {
-                    anyhow!(
+                    let line = anyhow!(
                         "registry {} failed during {method} {}: {}",
                         self.registry,
                         strip_query(path_or_url),
                         short_error(&e)
-                    )
+                    );
+                    match broken_connection(&e) {
+                        Some(why) => Attempt::Broken(line, why),
+                        None => Attempt::Failed(line),
+                    }
                 })?;
             if resp.status() == http::StatusCode::UNAUTHORIZED && attempt == 0 {
                 if let Some(c) = header(&resp, "www-authenticate").and_then(auth::parse_challenge) {
@@ -422,7 +501,7 @@ impl Client {
                     }
                 }
             }
-            return self.check_auth(resp);
+            return self.check_auth(resp).map_err(Attempt::Failed);
         }
         unreachable!("the loop returns on its second attempt")
     }

@@ -1252,6 +1252,93 @@ fn bearer_token_challenge() {
     assert!(!out.all().contains("nope-wrong"));
 }
 
+/// A small fake registry for the transport: every answer closes its connection; `GET …/tags/list` gets, in turn,
+/// the answers of `script` ("503", "close" = the connection closed with no answer), then 200 with one tag. Returns
+/// its port and the number of tag-list requests seen.
+fn flaky_registry(
+    script: &'static [&'static str],
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.first() != Some(&0x16) {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&req).to_string();
+            let Some(line) = text.lines().next().filter(|l| l.ends_with("HTTP/1.1")) else {
+                continue; // the https probe's TLS hello: closed, as a plain-HTTP server would
+            };
+            let (status, body) = if line.starts_with("GET /v2/ ") {
+                ("200 OK", "{}".to_owned())
+            } else if line.contains("/tags/list") {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                match script.get(n) {
+                    Some(&"close") => continue,
+                    Some(&"503") => ("503 Service Unavailable", "{}".to_owned()),
+                    _ => (
+                        "200 OK",
+                        r#"{"name":"a/b","tags":["2.10.5-6-bookworm"]}"#.to_owned(),
+                    ),
+                }
+            } else {
+                ("404 Not Found", "{}".to_owned())
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+/// An idempotent request is tried again when the registry answers 5xx or the connection breaks, with a line
+/// saying so, and the command succeeds; a registry that keeps failing fails the command after three attempts, in
+/// one line.
+#[test]
+fn idempotent_requests_are_retried_on_5xx_and_broken_connections() {
+    use std::sync::atomic::Ordering;
+    let (port, seen) = flaky_registry(&["503", "close"]);
+    let repo = format!("127.0.0.1:{port}/a/b");
+    let out = tool(&["next-build", RELEASE, "--repo", &repo], &[]);
+    assert_ok(&out);
+    assert_eq!(out.stdout.trim(), "7", "{out:?}");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        3,
+        "503, a closed connection, then 200"
+    );
+    let retries: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("trying again"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{out:?}");
+    assert!(retries[0].contains("HTTP 503"), "{out:?}");
+    assert!(retries[1].contains("broken connection"), "{out:?}");
+
+    let (port, seen) = flaky_registry(&["503", "503", "503", "503"]);
+    let repo = format!("127.0.0.1:{port}/a/b");
+    let out = tool(&["next-build", RELEASE, "--repo", &repo], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "three attempts");
+    let last = out.stderr.lines().last().unwrap();
+    assert!(last.starts_with("ap-airflow: "), "{out:?}");
+    assert!(last.contains("HTTP 503"), "{out:?}");
+}
+
 /// The real images of a release line (built by `ap-airflow build`; `AP_AIRFLOW_PUBLISH_RELEASE=<line>`, run by
 /// scripts/test after each line's build): published into a loopback registry, then pulled and started by Docker
 /// (`airflow version`), pulled by containerd, and every tag copied by skopeo.
