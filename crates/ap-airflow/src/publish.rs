@@ -881,30 +881,36 @@ impl Run<'_> {
                 }
                 if let Some(loc) = location {
                     let mut reader = self.open_blob(&blob.digest)?;
-                    let bar = indicatif::ProgressBar::new(blob.size);
-                    bar.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "    {bytes}/{total_bytes} {bar:30} {bytes_per_sec}",
-                        )
-                        .expect("static template"),
-                    );
-                    let mut wrapped = bar.wrap_read(&mut reader);
                     let client = self.client(repo)?;
-                    let r = client.finish_upload(
-                        &repo.name,
-                        &loc,
-                        &blob.digest,
-                        blob.size,
-                        &mut wrapped,
-                    );
-                    bar.finish_and_clear();
-                    r?;
+                    upload_blob(client, &repo.name, &loc, blob, &mut reader)?;
                 }
             }
             self.note_held(repo, &blob.digest);
         }
         Ok(())
     }
+}
+
+/// Sends a blob's bytes into an upload session opened for it (`start_upload`, or a mount the registry declined),
+/// with a byte progress bar on a terminal.
+pub fn upload_blob(
+    client: &mut Client,
+    repo: &str,
+    location: &str,
+    blob: &Blob,
+    data: &mut dyn std::io::Read,
+) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(blob.size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "    {bytes}/{total_bytes} {bar:30} {bytes_per_sec}",
+        )
+        .expect("static template"),
+    );
+    let mut wrapped = bar.wrap_read(data);
+    let r = client.finish_upload(repo, location, &blob.digest, blob.size, &mut wrapped);
+    bar.finish_and_clear();
+    r
 }
 
 fn short(identity: &str) -> String {
