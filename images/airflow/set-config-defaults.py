@@ -1,6 +1,6 @@
 """Make the image's Airflow settings part of Airflow's own packaged defaults.
 
-Usage: python set-config-defaults.py SECTION.KEY=VALUE ...
+Usage: python set-config-defaults.py [--no-read-back] SECTION.KEY=VALUE ...
 
 Airflow 2.7+ has no default_airflow.cfg to sed: defaults come from config_templates/config.yml (core options) and
 from each provider's get_provider_info() "config" (e.g. [fab], [kubernetes_executor]); an option defined in neither
@@ -113,8 +113,11 @@ def set_in_fallback(path: pathlib.Path, section: str, key: str, value: str) -> N
 
 
 def main(argv):
+    # --no-read-back: only the edits' own read-back (no Airflow start-up); `ap-airflow verify` reads the settings
+    # through Airflow in the finished image (emulated builds, where starting Airflow costs minutes).
+    read_back = "--no-read-back" not in argv
     settings = []
-    for arg in argv:
+    for arg in (a for a in argv if a != "--no-read-back"):
         name, sep, value = arg.partition("=")
         section, dot, key = name.partition(".")
         if not (sep and dot and section and key):
@@ -134,18 +137,33 @@ def main(argv):
             where = "pre_2_7_defaults.cfg"
         print(f"default {section}.{key} = {value} ({where})")
 
-    # Proof through Airflow itself, in a scratch AIRFLOW_HOME (Airflow writes an airflow.cfg on first use).
+    if not read_back:
+        return
+    # Proof through Airflow itself, in a scratch AIRFLOW_HOME (Airflow writes an airflow.cfg on first use): one
+    # process reads every setting as `airflow config get-value` does (provider sections join the defaults first).
+    # One Airflow start-up instead of one per setting: under emulation (arm64 images) each costs a minute.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     with tempfile.TemporaryDirectory() as home:
         env["AIRFLOW_HOME"] = home
-        for section, key, value in settings:
-            got = subprocess.run(
-                ["airflow", "config", "get-value", section, key],
-                env=env, capture_output=True, text=True, check=False,
-            )
-            if got.returncode != 0 or got.stdout.strip() != value:
-                sys.exit(f"airflow config get-value {section} {key}: {got.stdout.strip()!r} {got.stderr.strip()[-500:]}")
+        got = subprocess.run(
+            [sys.executable, "-c", READ_BACK, json.dumps([[s, k] for s, k, _ in settings])],
+            env=env, capture_output=True, text=True, check=False,
+        )
+        if got.returncode != 0:
+            sys.exit(f"reading the settings through Airflow failed: {got.stderr.strip()[-500:]}")
+        for (section, key, value), read in zip(settings, json.loads(got.stdout.strip().splitlines()[-1])):
+            if read != value:
+                sys.exit(f"Airflow reads {section}.{key} as {read!r}, not {value!r}")
 
+
+READ_BACK = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+from airflow.configuration import conf
+from airflow.providers_manager import ProvidersManager
+ProvidersManager().initialize_providers_configuration()
+print(json.dumps([conf.get(s, k) for s, k in json.loads(sys.argv[1])]))
+"""
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -1,9 +1,11 @@
 //! `ap-airflow build`: both flavours of a release line with the local engine (legacy builder).
 //!
-//! Steps: the Python base (present, pulled, or made offline by `ap-airflow base`); the Rust runtime binaries
-//! (`cargo build --release`); a build context assembled in a temp dir from images/airflow, the binaries, the
-//! lock and the CA bundle; `docker build` of the base image, then of images/onbuild on top of it. Every step's
-//! output goes to one log file; the terminal shows progress and, on failure, the tail.
+//! Steps, for each `--platform` (default: the host's): the Python base (present, pulled, or made offline by
+//! `ap-airflow base`); the Rust runtime binaries (`cargo build --release`, or cross-compiled for another
+//! architecture: crate::cross); a build context assembled in a temp dir from images/airflow, the binaries, the
+//! lock and the CA bundle; `docker build` of the base image, then of images/onbuild on top of it. Another
+//! architecture builds under emulation and is tagged locally with its suffix (`…-trixie-arm64`: crate::platform).
+//! Every step's output goes to one log file; the terminal shows progress and, on failure, the tail.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use anyhow::{bail, Context as _};
 use crate::digest::sha256_file;
 use crate::docker::{self, docker_build, Steps};
 use crate::image::{ASTRONOMER_UID, ASTRONOMER_USER, ORG, PLATFORM_UID, RUNTIME_BINARIES};
+use crate::platform::Platform;
 use crate::release::{Defaults, Flavour, Release, ReleaseFile};
 use crate::workspace::{
     cargo, copy_dir, git, host_ca_bundle, target_dir, workspace_repository, workspace_root,
@@ -27,10 +30,16 @@ pub struct Args {
     /// Image repository to tag (default: the release file's `repository`).
     #[arg(long)]
     pub repository: Option<String>,
-    /// Python base image (default: the line's, `<python_base_repository>:<python>-<distro>`).
+    /// Python base image (default: the line's, `<python_base_repository>:<python>-<distro>`; another
+    /// architecture's has its suffix, `…-trixie-arm64`).
     #[arg(long)]
     pub python_base_image: Option<String>,
-    /// Take entrypoint, tini and clean-airflow-logs from DIR instead of building them with cargo.
+    /// Architectures to build, comma-separated: linux/amd64, linux/arm64 (default: the host's). Another
+    /// architecture than the host's builds under emulation and is tagged `<tag>-<arch>` locally.
+    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',', value_parser = parse_platform)]
+    pub platform: Vec<Platform>,
+    /// Take entrypoint, tini and clean-airflow-logs from DIR instead of building them with cargo (the host's
+    /// architecture only; another is always cross-compiled).
     #[arg(long, value_name = "DIR")]
     pub runtime_bin: Option<PathBuf>,
     /// Ignore the engine's layer cache (security rebuilds: fresh Debian packages).
@@ -42,6 +51,10 @@ pub struct Args {
     /// Never contact an image registry: a missing Python base is made from the Debian mirror straight away.
     #[arg(long, env = "AP_AIRFLOW_OFFLINE")]
     pub offline: bool,
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    s.parse()
 }
 
 /// What the labels record about this build.
@@ -80,17 +93,30 @@ pub fn base_build_args(
         ("BUILD_URL", meta.build_url.clone()),
         ("LOCK_SHA256", meta.lock_sha256.clone()),
         ("IMAGE_REF", image_ref.to_owned()),
+        ("EMULATED", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
 }
 
-/// `repository:tag` for both tags of a flavour, immutable first.
-pub fn image_names(repository: &str, release: &Release, flavour: Flavour) -> [String; 2] {
+/// Local `repository:tag` for both tags of a flavour, immutable first; another architecture than the host's has
+/// its suffix (`2.10.5-1-bookworm-arm64`).
+pub fn image_names(
+    repository: &str,
+    release: &Release,
+    flavour: Flavour,
+    platform: Platform,
+) -> [String; 2] {
     [
-        format!("{repository}:{}", release.immutable_tag(flavour)),
-        format!("{repository}:{}", release.floating_tag(flavour)),
+        format!(
+            "{repository}:{}",
+            platform.local_tag(&release.immutable_tag(flavour))
+        ),
+        format!(
+            "{repository}:{}",
+            platform.local_tag(&release.floating_tag(flavour))
+        ),
     ]
 }
 
@@ -144,6 +170,8 @@ pub fn assemble_context(
     }
     std::fs::copy(lock, dir.join("constraints.txt"))
         .with_context(|| format!("cannot read lock {}", lock.display()))?;
+    // An emulated build's bytecode from the host's image (build_platform fills it in); empty: warm-bytecode.py.
+    std::fs::write(dir.join("bytecode.tar"), b"")?;
     match ca {
         Some(ca) => std::fs::copy(ca, dir.join("devel-ca.crt"))
             .map(|_| ())
@@ -178,6 +206,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     let ca = host_ca_bundle()?;
     let engine = docker::ping()?;
+    let platforms = Platform::ordered(&args.platform);
+    for p in &platforms {
+        p.check_runnable().map_err(anyhow::Error::msg)?;
+    }
+    let mirror = args
+        .debian_mirror
+        .clone()
+        .unwrap_or(defaults.debian_mirror.clone());
 
     let target = target_dir(&root).unwrap_or_else(|_| std::env::temp_dir());
     let steps = Steps::new(
@@ -186,23 +222,77 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             .join(format!("build-{}.log", release.name())),
     )?;
     steps.note(&format!(
-        "ap-airflow build {} → {repository} (Docker {engine}; log: {})",
+        "ap-airflow build {} → {repository} for {} (Docker {engine}; log: {})",
         release.name(),
+        platforms
+            .iter()
+            .map(|p| p.docker())
+            .collect::<Vec<_>>()
+            .join(", "),
         steps.log_path().display()
     ));
+    let meta = build_meta(&root, &lock)?;
+    let mut rows = vec![["image", "also tagged", "size"].map(String::from)];
+    for &platform in &platforms {
+        let built = build_platform(
+            &steps,
+            &args,
+            &file,
+            &release,
+            &repository,
+            &python_base,
+            &mirror,
+            platform,
+            ca.as_deref(),
+            &meta,
+        )?;
+        for tags in built {
+            let size = docker::image_size(&tags[0]).map_or("?".into(), docker::human_size);
+            rows.push([tags[0].clone(), tags[1].clone(), size]);
+        }
+    }
+    eprint!("{}", crate::output::columns(&rows));
+    eprintln!(
+        "built {} in {}",
+        release.name(),
+        docker::human_duration(start.elapsed())
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
+/// Both flavours of `release` for one architecture; returns their local names (base, then onbuild).
+#[allow(clippy::too_many_arguments)]
+fn build_platform(
+    steps: &Steps,
+    args: &Args,
+    file: &ReleaseFile,
+    release: &Release,
+    repository: &str,
+    python_base: &str,
+    mirror: &str,
+    platform: Platform,
+    ca: Option<&Path>,
+    meta: &BuildMeta,
+) -> anyhow::Result<[[String; 2]; 2]> {
+    let root = workspace_root(file)?;
+    let target = target_dir(&root).unwrap_or_else(|_| std::env::temp_dir());
+    let python_base = platform.local_tag(python_base);
     ensure_python_base(
-        &steps,
-        &file,
-        &release,
+        steps,
+        file,
+        release,
         &python_base,
-        args.debian_mirror.as_deref(),
+        mirror,
         args.offline,
+        platform,
     )?;
 
     let bins = match &args.runtime_bin {
-        Some(dir) => dir.clone(),
-        None => {
+        Some(dir) if platform == Platform::native() => dir.clone(),
+        _ if platform != Platform::native() => {
+            crate::cross::build_runtime(steps, &root, &target, platform, mirror)?
+        }
+        _ => {
             let mut cmd = cargo();
             cmd.args([
                 "build",
@@ -217,26 +307,37 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             target.join("release")
         }
     };
+    crate::cross::check_binaries(&bins, platform)?;
 
-    let meta = build_meta(&root, &lock)?;
     let images = root.join("images");
-
+    let lock = file.lock_path(release);
     let base_dir = tempfile::Builder::new()
         .prefix("ap-airflow-ctx")
         .tempdir()?;
-    assemble_context(base_dir.path(), &images, &bins, &lock, ca.as_deref())?;
-    let base_tags = image_names(&repository, &release, Flavour::Base);
-    let build_args = base_build_args(&release, &python_base, &base_tags[0], &meta);
+    assemble_context(base_dir.path(), &images, &bins, &lock, ca)?;
+    let base_tags = image_names(repository, release, Flavour::Base, platform);
+    let mut build_args = base_build_args(release, &python_base, &base_tags[0], meta);
+    if platform != Platform::native() {
+        set_arg(&mut build_args, "EMULATED", "1");
+        let native = image_names(repository, release, Flavour::Base, Platform::native());
+        bytecode_from_native(steps, &native[0], &meta.lock_sha256, base_dir.path())?;
+    }
     steps.run(
         &format!("base image {}", base_tags[0]),
-        docker_build(base_dir.path(), &base_tags, &build_args, args.no_cache),
+        docker_build(
+            base_dir.path(),
+            &base_tags,
+            &build_args,
+            args.no_cache,
+            platform,
+        ),
     )?;
 
     let onbuild_dir = tempfile::Builder::new()
         .prefix("ap-airflow-ctx")
         .tempdir()?;
     copy_dir(&images.join("onbuild"), onbuild_dir.path())?;
-    let onbuild_tags = image_names(&repository, &release, Flavour::Onbuild);
+    let onbuild_tags = image_names(repository, release, Flavour::Onbuild, platform);
     let onbuild_args = vec![
         ("BASE_IMAGE".to_owned(), base_tags[0].clone()),
         ("IMAGE_REF".to_owned(), onbuild_tags[0].clone()),
@@ -248,22 +349,78 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             &onbuild_tags,
             &onbuild_args,
             args.no_cache,
+            platform,
         ),
     )?;
-
-    let mut rows = vec![["image", "also tagged", "size"].map(String::from)];
-    for tags in [&base_tags, &onbuild_tags] {
-        let size = docker::image_size(&tags[0]).map_or("?".into(), docker::human_size);
-        rows.push([tags[0].clone(), tags[1].clone(), size]);
-    }
-    eprint!("{}", crate::output::columns(&rows));
-    eprintln!(
-        "built {} in {}",
-        release.name(),
-        docker::human_duration(start.elapsed())
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok([base_tags, onbuild_tags])
 }
+
+fn set_arg(args: &mut [(String, String)], name: &str, value: &str) {
+    if let Some((_, v)) = args.iter_mut().find(|(k, _)| k == name) {
+        *v = value.to_owned();
+    }
+}
+
+/// For an emulated build: `bytecode.tar` in the build context, the checked-hash bytecode (PEP 552) of every module
+/// the host architecture's image of the same line has bytecode for, compiled natively in that image
+/// (images/airflow/install-bytecode.py installs it instead of importing everything under emulation). Left empty,
+/// with a note, when that image is missing or was built from another lock.
+fn bytecode_from_native(
+    steps: &Steps,
+    native_image: &str,
+    lock_sha256: &str,
+    context: &Path,
+) -> anyhow::Result<()> {
+    let label = "io.astronomer.docker.airflow.lock.sha256";
+    let same_lock = docker::image_exists(native_image)?
+        && docker::inspect_image(native_image)?["Config"]["Labels"][label] == lock_sha256;
+    if !same_lock {
+        steps.note(&format!(
+            "bytecode: no {native_image} of this lock; importing every module under emulation instead (slow)"
+        ));
+        return Ok(());
+    }
+    let tar = context.join("bytecode.tar");
+    let mut cmd = docker::docker();
+    cmd.args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0",
+        "--entrypoint",
+        "sh",
+    ])
+    .arg(native_image)
+    .args(["-c", COMPILE_CHECKED_HASH])
+    .stdout(std::fs::File::create(&tar)?);
+    steps.run(&format!("bytecode compiled in {native_image}"), cmd)?;
+    Ok(())
+}
+
+/// Run in the host architecture's image: compiles every module that has a .pyc below site-packages again, as a
+/// checked-hash .pyc into a scratch tree, and writes that tree as /context/bytecode.tar.
+const COMPILE_CHECKED_HASH: &str = r#"set -e
+out=$(mktemp -d)
+python -W ignore - "$out" <<'PY'
+import os, py_compile, sys, sysconfig
+site, out = sysconfig.get_paths()["purelib"], sys.argv[1]
+n = 0
+for root, _, files in os.walk(site):
+    if os.path.basename(root) != "__pycache__":
+        continue
+    for f in files:
+        if f.endswith(".pyc"):
+            source = os.path.join(os.path.dirname(root), f.split(".")[0] + ".py")
+            cfile = os.path.join(out, os.path.relpath(os.path.join(root, f), site))
+            py_compile.compile(source, cfile=cfile, doraise=True,
+                               invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+            n += 1
+print(f"compiled {n} modules as checked-hash bytecode")
+PY
+tar -C "$out" -cf /context/bytecode.tar .
+"#;
 
 /// Uses the Python base image when present or pullable; otherwise makes it offline and says so.
 fn ensure_python_base(
@@ -271,14 +428,20 @@ fn ensure_python_base(
     file: &ReleaseFile,
     release: &Release,
     image: &str,
-    mirror: Option<&str>,
+    mirror: &str,
     offline: bool,
+    platform: Platform,
 ) -> anyhow::Result<()> {
     if docker::image_exists(image)? {
         steps.note(&format!("python base {image}: present"));
         return Ok(());
     }
-    if offline {
+    if platform != Platform::native() {
+        // A registry holds another architecture under the plain tag: pulling it would replace the host's image.
+        steps.note(&format!(
+            "python base {image}: not present, making it for {platform} (ap-airflow base --platform)"
+        ));
+    } else if offline {
         steps.note(&format!(
             "python base {image}: not present, making it offline (--offline; ap-airflow base)"
         ));
@@ -293,8 +456,7 @@ fn ensure_python_base(
             "python base {image}: neither present nor pullable, making it offline (ap-airflow base)"
         ));
     }
-    let mirror = mirror.unwrap_or(&file.defaults.debian_mirror);
-    crate::base::make(steps, file, release, image, mirror)
+    crate::base::make(steps, file, release, image, mirror, platform)
 }
 
 #[cfg(test)]
@@ -345,7 +507,12 @@ mod tests {
     #[test]
     fn images_are_tagged_immutable_and_floating() {
         assert_eq!(
-            image_names("astronomerinc/ap-airflow", &release(), Flavour::Onbuild),
+            image_names(
+                "astronomerinc/ap-airflow",
+                &release(),
+                Flavour::Onbuild,
+                Platform::native()
+            ),
             [
                 "astronomerinc/ap-airflow:2.10.5-1-bookworm-onbuild".to_owned(),
                 "astronomerinc/ap-airflow:2.10.5-bookworm-onbuild".to_owned()

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
+use crate::platform::Platform;
+
 /// Lines of a failing step's output shown on the terminal; the rest stays in the log file.
 const TAIL_LINES: usize = 40;
 
@@ -276,9 +278,16 @@ pub fn docker_build(
     tags: &[String],
     args: &[(String, String)],
     no_cache: bool,
+    platform: Platform,
 ) -> Command {
     let mut cmd = docker();
     cmd.args(["build", "--network", "host", "--force-rm"]);
+    // Another architecture builds under emulation (binfmt_misc + qemu-user-static); its base images are local.
+    // Such a build runs for long on every core it gets: its steps yield to other work on the machine (a quarter
+    // of the default CPU weight), which only matters when both want the CPU.
+    if platform != Platform::native() {
+        cmd.args(["--platform", &platform.docker(), "--cpu-shares", "256"]);
+    }
     if no_cache {
         cmd.arg("--no-cache");
     }

@@ -3,18 +3,19 @@
 
 use std::path::PathBuf;
 
-pub mod attach;
+pub(crate) mod attach;
 pub mod base;
 pub mod build;
-pub mod compress;
-pub mod digest;
-pub mod docker;
+pub(crate) mod compress;
+pub mod cross;
+pub(crate) mod digest;
+pub(crate) mod docker;
 pub mod image;
-pub mod layer_store;
-pub mod local;
+pub(crate) mod layer_store;
+pub(crate) mod local;
 pub mod lock;
 pub mod next_build;
-pub mod output;
+pub(crate) mod output;
 pub mod platform;
 pub mod publish;
 pub mod registry;
@@ -23,7 +24,7 @@ pub mod sbom;
 pub mod tags;
 pub mod verify;
 pub mod verify_published;
-pub mod workspace;
+pub(crate) mod workspace;
 
 /// What every subcommand may need: where the release file is.
 #[derive(Debug, Clone, Default)]

@@ -21,7 +21,6 @@ use anyhow::{anyhow, bail, Context as _};
 
 use crate::compress::Compression;
 
-pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";

@@ -73,18 +73,51 @@ impl Platform {
         format!("{tag}{}", self.local_suffix())
     }
 
-    /// Parses a comma-separated `--platform` list (`linux/amd64,linux/arm64`; `arm64` alone is accepted),
-    /// deduplicated, native first.
+    /// The architecture of a 64-bit little-endian ELF file from its first 20 bytes (`e_machine`), if one of ours.
+    pub fn of_elf(head: &[u8]) -> Option<Platform> {
+        if head.len() < 20 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
+            return None;
+        }
+        match u16::from_le_bytes([head[18], head[19]]) {
+            62 => Some(Platform::Amd64),
+            183 => Some(Platform::Arm64),
+            _ => None,
+        }
+    }
+
+    /// Whether this host can run the platform's binaries: natively, or under qemu through binfmt_misc. The error
+    /// says what to install; checked before any debootstrap or build starts under emulation.
+    pub fn check_runnable(self) -> Result<(), String> {
+        if self == Platform::native() {
+            return Ok(());
+        }
+        let entry = match self {
+            Platform::Amd64 => "qemu-x86_64",
+            Platform::Arm64 => "qemu-aarch64",
+        };
+        let path = format!("/proc/sys/fs/binfmt_misc/{entry}");
+        match std::fs::read_to_string(&path) {
+            Ok(s) if s.starts_with("enabled") && s.lines().any(|l| l.starts_with("flags:") && l.contains('F')) => Ok(()),
+            Ok(_) => Err(format!("{self} images need emulation, but {path} is disabled or lacks the F flag (update-binfmts --enable {entry}; scripts/setup-host)")),
+            Err(_) => Err(format!("{self} images need emulation: no {path} (install qemu-user-static and binfmt-support, mount binfmt_misc; scripts/setup-host does)")),
+        }
+    }
+
+    /// Parses a comma-separated `--platform` list (`linux/amd64,linux/arm64`; `arm64` alone is accepted).
     pub fn parse_list(s: &str) -> Result<Vec<Platform>, String> {
-        let mut out = Vec::new();
-        for part in s.split(',').map(str::trim) {
-            let p: Platform = part.parse()?;
-            if !out.contains(&p) {
-                out.push(p);
-            }
+        s.split(',').map(|p| p.trim().parse()).collect()
+    }
+
+    /// The platforms to build, deduplicated, the native one first (an emulated build takes its bytecode list
+    /// from the native image); none given: the native one.
+    pub fn ordered(given: &[Platform]) -> Vec<Platform> {
+        let mut out = given.to_vec();
+        if out.is_empty() {
+            out.push(Platform::native());
         }
         out.sort_by_key(|p| (*p != Platform::native(), *p));
-        Ok(out)
+        out.dedup();
+        out
     }
 }
 
@@ -137,10 +170,25 @@ mod tests {
     }
 
     #[test]
+    fn elf_headers_name_their_architecture() {
+        let mut head = [0u8; 20];
+        head[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        head[18] = 183;
+        assert_eq!(Platform::of_elf(&head), Some(Platform::Arm64));
+        head[18] = 62;
+        assert_eq!(Platform::of_elf(&head), Some(Platform::Amd64));
+        head[18] = 40; // 32-bit ARM
+        assert_eq!(Platform::of_elf(&head), None);
+        assert_eq!(Platform::of_elf(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
     fn lists_are_deduplicated_native_first() {
-        let all = Platform::parse_list("linux/arm64, linux/amd64,arm64").unwrap();
+        let all =
+            Platform::ordered(&Platform::parse_list("linux/arm64, linux/amd64,arm64").unwrap());
         assert_eq!(all.len(), 2);
         assert_eq!(all[0], Platform::native());
+        assert_eq!(Platform::ordered(&[]), [Platform::native()]);
         assert!(Platform::parse_list("linux/arm64,").is_err());
     }
 }

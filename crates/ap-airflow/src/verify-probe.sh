@@ -1,6 +1,6 @@
 # The probe `ap-airflow verify` runs inside an image, as its user: one `key=value` line per fact (verify.rs
-# compares them with the release line). The platform uid and the line's config options (Python tuples) are
-# filled in by verify.rs before it runs.
+# compares them with the release line). The platform uid, the image's paths and executables (image.rs), the
+# step-down user file and the line's config options (Python tuples) are filled in by verify.rs before it runs.
 exec 2>/dev/null
 st() { if [ -L "$1" ]; then echo "path:$1=$(stat -c '%U:%G %a' "$1") -> $(readlink "$1")"; elif [ -e "$1" ]; then echo "path:$1=$(stat -c '%U:%G %a' "$1")"; fi; }
 echo "env:AIRFLOW_VERSION=$AIRFLOW_VERSION"
@@ -12,10 +12,16 @@ echo "id.group=$(id -gn)"
 echo "id.groups=$(id -Gn)"
 echo "astrogroup.gid=$(getent group astrogroup | cut -d: -f3)"
 echo "platform.groups=$(id -Gn "$(getent passwd @PLATFORM_UID@ | cut -d: -f1)")"
-for p in /usr/local/airflow /usr/local/airflow/logs /entrypoint /usr/bin/tini /usr/local/bin/clean-airflow-logs \
-         /usr/local/libexec/ap-airflow/stepdown /usr/local/libexec/ap-airflow/stepdown-user \
-         /usr/share/man/man1 /usr/share/man/man7 /opt/airflow /clean-logs; do st "$p"; done
-echo "stepdown.user=$(cat /usr/local/libexec/ap-airflow/stepdown-user)"
+for p in @PATHS@; do st "$p"; done
+# The architecture everything is built for: the kernel's (qemu's, under emulation), Python's, and each ELF's
+# e_machine (62 x86-64, 183 AArch64).
+echo "uname.machine=$(uname -m)"
+echo "python.machine=$(python -c 'import platform; print(platform.machine())')"
+# (The step-down copy of /entrypoint is not readable by astro.)
+for p in @ARCH_CHECKED@; do
+  echo "elf:${p}=$(od -An -tu2 -j18 -N2 "$p" | tr -d ' ')"
+done
+echo "stepdown.user=$(cat @STEPDOWN_USER_FILE@)"
 python - <<'PY'
 import importlib, warnings
 warnings.simplefilter("ignore")

@@ -11,7 +11,11 @@ use std::process::{ExitCode, Stdio};
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::image::{ASTRONOMER_UID, ASTRONOMER_USER, PLATFORM_UID};
+use crate::image::{
+    ASTRONOMER_GROUP, ASTRONOMER_GROUP_GID, ASTRONOMER_UID, ASTRONOMER_USER, EXECUTABLES, PATHS,
+    PLATFORM_GROUP, PLATFORM_UID, STEPDOWN_USER_FILE,
+};
+use crate::platform::Platform;
 use crate::release::{Flavour, Release};
 use crate::Context;
 
@@ -190,52 +194,63 @@ pub fn inspect_facts(v: &Value) -> BTreeMap<String, String> {
     f
 }
 
+/// The architecture the probe must find everything built for: the one the image's config names (crate::platform).
+pub fn expected_architecture(platform: Platform) -> Vec<(String, Want)> {
+    let elf = match platform {
+        Platform::Amd64 => "62",
+        Platform::Arm64 => "183",
+    };
+    let mut want = vec![
+        ("uname.machine".to_owned(), eq(platform.machine())),
+        ("python.machine".to_owned(), eq(platform.machine())),
+    ];
+    for path in arch_checked() {
+        want.push((format!("elf:{path}"), eq(elf)));
+    }
+    want
+}
+
+/// Executables whose ELF machine the probe reads: the Rust runtime (the image contract's executables) and the
+/// venv's Python.
+fn arch_checked() -> impl Iterator<Item = &'static str> {
+    EXECUTABLES
+        .into_iter()
+        .chain(["/usr/local/airflow-venv/bin/python"])
+}
+
 /// What the probe inside the image must report. Pure.
 pub fn expected_probe(release: &Release) -> Vec<(String, Want)> {
     let user = ASTRONOMER_USER;
-    // Group root may write: arbitrary UIDs run in group 0 (images/airflow/Dockerfile).
-    let dir = format!("{user}:root 775");
-    let exe = "root:root 755".to_owned();
     [
         ("airflow.version", eq(&release.airflow)),
         ("python.version", eq(&release.python)),
         ("id.uid", eq(ASTRONOMER_UID.to_string())),
         ("id.user", eq(user)),
         ("id.group", eq(user)),
-        ("id.groups", Want::HasItem("astrogroup".into())),
-        ("astrogroup.gid", eq("101")),
-        ("platform.groups", Want::HasItem("gosuers".into())),
-        ("path:/usr/local/airflow", eq(&dir)),
-        ("path:/usr/local/airflow/logs", eq(&dir)),
-        ("path:/entrypoint", eq(&exe)),
-        ("path:/usr/bin/tini", eq(&exe)),
-        ("path:/usr/local/bin/clean-airflow-logs", eq(&exe)),
-        (
-            "path:/usr/local/libexec/ap-airflow/stepdown",
-            eq("root:gosuers 4750"),
-        ),
-        (
-            "path:/usr/local/libexec/ap-airflow/stepdown-user",
-            eq("root:root 644"),
-        ),
-        ("path:/usr/share/man/man1", Want::NonEmpty),
-        ("path:/usr/share/man/man7", Want::NonEmpty),
-        ("stepdown.user", eq(user)),
-        (
-            "path:/opt/airflow",
-            eq("root:root 777 -> /usr/local/airflow"),
-        ),
-        ("path:/clean-logs", eq(&exe)),
-        ("env:AIRFLOW_VERSION", eq(&release.airflow)),
-        ("auth.importable", eq("yes")),
-        ("pip.check", eq("ok")),
-        ("absent.compilers", eq("yes")),
-        ("absent.dev_packages", eq("yes")),
-        ("absent.gosu", eq("yes")),
-        ("absent.devel_ca", eq("yes")),
+        ("id.groups", Want::HasItem(ASTRONOMER_GROUP.into())),
+        ("astrogroup.gid", eq(ASTRONOMER_GROUP_GID.to_string())),
+        ("platform.groups", Want::HasItem(PLATFORM_GROUP.into())),
     ]
     .into_iter()
     .map(|(k, w)| (k.to_owned(), w))
+    .chain(PATHS.iter().map(|p| {
+        let want = p.stat().map(Want::Eq).unwrap_or(Want::NonEmpty);
+        (format!("path:{}", p.path), want)
+    }))
+    .chain(
+        [
+            ("stepdown.user", eq(user)),
+            ("env:AIRFLOW_VERSION", eq(&release.airflow)),
+            ("auth.importable", eq("yes")),
+            ("pip.check", eq("ok")),
+            ("absent.compilers", eq("yes")),
+            ("absent.dev_packages", eq("yes")),
+            ("absent.gosu", eq("yes")),
+            ("absent.devel_ca", eq("yes")),
+        ]
+        .into_iter()
+        .map(|(k, w)| (k.to_owned(), w)),
+    )
     .chain(config_settings(release).map(|(name, value)| (format!("config.{name}"), eq(value))))
     .collect()
 }
@@ -251,8 +266,15 @@ pub fn probe_script(release: &Release) -> String {
         .filter_map(|(name, _)| name.split_once('.'))
         .map(|(s, k)| format!("({s:?}, {k:?})"))
         .collect();
+    let paths: Vec<&str> = PATHS.iter().map(|p| p.path).collect();
     include_str!("verify-probe.sh")
         .replace("@PLATFORM_UID@", &PLATFORM_UID.to_string())
+        .replace("@PATHS@", &paths.join(" "))
+        .replace(
+            "@ARCH_CHECKED@",
+            &arch_checked().collect::<Vec<_>>().join(" "),
+        )
+        .replace("@STEPDOWN_USER_FILE@", STEPDOWN_USER_FILE)
         .replace("@SETTINGS@", &settings.join(", "))
 }
 
@@ -314,14 +336,21 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     };
     let lock_sha = crate::digest::sha256_file(&file.lock_path(&release))?;
     let mut expected = expected_inspect(&release, flavour, &lock_sha);
+    let architecture = inspect["Architecture"].as_str().unwrap_or_default();
+    let platform: Platform = architecture
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: image config: {e}", args.image))?;
 
     if !args.no_run {
+        // Another architecture runs under emulation (binfmt_misc): said explicitly, docker does not warn.
         let out = crate::docker::docker()
             .args([
                 "run",
                 "--rm",
                 "--network",
                 "host",
+                "--platform",
+                &platform.docker(),
                 "--entrypoint",
                 "/bin/sh",
             ])
@@ -339,6 +368,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         }
         facts.extend(parse_probe(&String::from_utf8_lossy(&out.stdout)));
         expected.extend(expected_probe(&release));
+        expected.extend(expected_architecture(platform));
     }
 
     let diffs = compare(&expected, &facts);
@@ -347,7 +377,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     }
     if diffs.is_empty() {
         println!(
-            "{}: matches release {} ({flavour}, {} checks)",
+            "{}: matches release {} ({flavour}, {platform}, {} checks)",
             args.image,
             release.name(),
             expected.len()
@@ -499,6 +529,16 @@ mod tests {
             .iter()
             .any(|d| d.fact == "airflow.version" || d.fact == "pip.check"));
         assert!(diffs.iter().any(|d| d.fact == "id.uid" && d.got.is_none()));
+    }
+
+    #[test]
+    fn probe_script_lists_every_path_of_the_contract() {
+        let script = probe_script(&Release::sample());
+        assert!(!script.contains('@'), "a placeholder is left:\n{script}");
+        let words: Vec<&str> = script.split([' ', ';', '\n']).collect();
+        for p in PATHS {
+            assert!(words.contains(&p.path), "{}", p.path);
+        }
     }
 
     #[test]

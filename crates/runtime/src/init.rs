@@ -225,18 +225,29 @@ fn title() -> String {
         .unwrap_or_default()
 }
 
+/// Why `-s` or `-p` could not be applied. The messages are tini's; the OS error is the source (and, as in tini,
+/// part of the one line printed).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("PR_SET_CHILD_SUBREAPER is unavailable on this platform. Are you using Linux >= 3.4?")]
+    SubreaperUnavailable(#[source] io::Error),
+    #[error("Failed to register as child subreaper: {0}")]
+    Subreaper(#[source] io::Error),
+    #[error("Failed to set up parent death signal: {0}")]
+    ParentDeathSignal(#[source] io::Error),
+}
+
 /// Apply `-s` and `-p`.
-pub fn apply(cfg: &Config) -> Result<(), String> {
+pub fn apply(cfg: &Config) -> Result<(), ApplyError> {
     if cfg.subreaper
         // SAFETY: PR_SET_CHILD_SUBREAPER takes a plain integer, no pointers.
         && unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) } != 0
     {
         let e = io::Error::last_os_error();
         return Err(if e.raw_os_error() == Some(libc::EINVAL) {
-            "PR_SET_CHILD_SUBREAPER is unavailable on this platform. Are you using Linux >= 3.4?"
-                .into()
+            ApplyError::SubreaperUnavailable(e)
         } else {
-            format!("Failed to register as child subreaper: {e}")
+            ApplyError::Subreaper(e)
         });
     }
     if cfg.subreaper {
@@ -245,10 +256,7 @@ pub fn apply(cfg: &Config) -> Result<(), String> {
     if let Some(sig) = cfg.parent_death_signal {
         // SAFETY: PR_SET_PDEATHSIG takes a plain signal number, no pointers.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) } != 0 {
-            return Err(format!(
-                "Failed to set up parent death signal: {}",
-                io::Error::last_os_error()
-            ));
+            return Err(ApplyError::ParentDeathSignal(io::Error::last_os_error()));
         }
     }
     Ok(())

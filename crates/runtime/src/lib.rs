@@ -5,14 +5,14 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod airflow;
+pub(crate) mod airflow;
 pub mod entry;
 pub mod init;
 pub mod log;
 pub mod passwd;
-pub mod privilege;
+pub(crate) mod privilege;
 pub mod probe;
-pub mod syscall;
+pub(crate) mod syscall;
 pub mod tini_args;
 pub mod url;
-pub mod wait;
+pub(crate) mod wait;

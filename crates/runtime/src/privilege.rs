@@ -25,9 +25,9 @@ pub const TRIED_ENV: &str = "_AP_AIRFLOW_STEPDOWN_TRIED";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}: {1}")]
-    Io(String, std::io::Error),
+    Io(PathBuf, #[source] std::io::Error),
     #[error("{0} failed: {1}")]
-    Syscall(&'static str, std::io::Error),
+    Syscall(&'static str, #[source] std::io::Error),
     #[error("still able to regain root after dropping privileges; refusing to continue")]
     Regained,
     #[error("ids after step-down are uid {0}/euid {1}, expected {2}")]
@@ -114,18 +114,16 @@ pub fn valid_user_name(name: &str) -> bool {
 pub fn setuid_target(exe: &Path) -> Result<String, Error> {
     let dir = exe.parent().unwrap_or(Path::new("/"));
     let conf = dir.join(STEPDOWN_CONF);
-    let meta =
-        std::fs::symlink_metadata(&conf).map_err(|e| Error::Io(conf.display().to_string(), e))?;
+    let meta = std::fs::symlink_metadata(&conf).map_err(|e| Error::Io(conf.clone(), e))?;
     if !meta.file_type().is_file() {
         return Err(Error::Unsafe(conf, "not a regular file".into()));
     }
     check_owner(&conf, &meta)?;
     for d in conf.ancestors().skip(1) {
-        let m = std::fs::metadata(d).map_err(|e| Error::Io(d.display().to_string(), e))?;
+        let m = std::fs::metadata(d).map_err(|e| Error::Io(d.to_path_buf(), e))?;
         check_owner(d, &m).map_err(|e| Error::Unsafe(conf.clone(), e.to_string()))?;
     }
-    let text =
-        std::fs::read_to_string(&conf).map_err(|e| Error::Io(conf.display().to_string(), e))?;
+    let text = std::fs::read_to_string(&conf).map_err(|e| Error::Io(conf.clone(), e))?;
     let name = text
         .lines()
         .map(str::trim)
@@ -185,7 +183,7 @@ pub fn arbitrary_passwd_line(uid: u32, gid: u32, home: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::passwd::User;
-    use crate::syscall::{Call, Fake};
+    use crate::syscall::fake::{Call, Fake};
 
     fn acc(uid: u32, gid: u32, groups: &[u32]) -> Account {
         Account {

@@ -1,7 +1,6 @@
 //! The privilege-changing system calls behind a trait, so the step-down logic can be unit-tested with a fake
 //! (as youki does) and run for real in the binaries.
 
-use std::cell::RefCell;
 use std::io;
 
 pub trait Syscall {
@@ -53,82 +52,91 @@ impl Syscall for Real {
     }
 }
 
-/// A recorded call of the fake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Call {
-    SetGroups(Vec<u32>),
-    SetGid(u32),
-    SetUid(u32),
-}
+/// The fake kernel of the unit tests.
+#[cfg(test)]
+pub mod fake {
+    use super::Syscall;
+    use std::cell::RefCell;
+    use std::io;
 
-/// A fake kernel: tracks real/effective ids like Linux does for the calls above and records every call.
-#[derive(Debug)]
-pub struct Fake {
-    pub uid: RefCell<u32>,
-    pub euid: RefCell<u32>,
-    pub gid: RefCell<u32>,
-    pub calls: RefCell<Vec<Call>>,
-    /// Simulate a broken kernel that lets a dropped process regain root (the step-down must notice).
-    pub allow_regain: bool,
-    /// Make this call fail with EPERM.
-    pub fail: Option<Call>,
-}
+    /// A recorded call of the fake (named after the calls).
+    #[allow(clippy::enum_variant_names)]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Call {
+        SetGroups(Vec<u32>),
+        SetGid(u32),
+        SetUid(u32),
+    }
 
-impl Fake {
-    pub fn new(uid: u32, euid: u32) -> Self {
-        Fake {
-            uid: RefCell::new(uid),
-            euid: RefCell::new(euid),
-            gid: RefCell::new(uid),
-            calls: RefCell::new(Vec::new()),
-            allow_regain: false,
-            fail: None,
-        }
+    /// A fake kernel: tracks real/effective ids like Linux does for the calls above and records every call.
+    #[derive(Debug)]
+    pub struct Fake {
+        pub uid: RefCell<u32>,
+        pub euid: RefCell<u32>,
+        pub gid: RefCell<u32>,
+        pub calls: RefCell<Vec<Call>>,
+        /// Simulate a broken kernel that lets a dropped process regain root (the step-down must notice).
+        pub allow_regain: bool,
+        /// Make this call fail with EPERM.
+        pub fail: Option<Call>,
     }
-    fn record(&self, c: Call) -> io::Result<()> {
-        self.calls.borrow_mut().push(c.clone());
-        if self.fail.as_ref() == Some(&c) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        Ok(())
-    }
-    fn privileged(&self) -> bool {
-        *self.euid.borrow() == 0
-    }
-}
 
-impl Syscall for Fake {
-    fn getuid(&self) -> u32 {
-        *self.uid.borrow()
-    }
-    fn geteuid(&self) -> u32 {
-        *self.euid.borrow()
-    }
-    fn getgid(&self) -> u32 {
-        *self.gid.borrow()
-    }
-    fn setgroups(&self, groups: &[u32]) -> io::Result<()> {
-        self.record(Call::SetGroups(groups.to_vec()))?;
-        if !self.privileged() {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
+    impl Fake {
+        pub fn new(uid: u32, euid: u32) -> Self {
+            Fake {
+                uid: RefCell::new(uid),
+                euid: RefCell::new(euid),
+                gid: RefCell::new(uid),
+                calls: RefCell::new(Vec::new()),
+                allow_regain: false,
+                fail: None,
+            }
         }
-        Ok(())
-    }
-    fn setgid(&self, gid: u32) -> io::Result<()> {
-        self.record(Call::SetGid(gid))?;
-        if !self.privileged() && gid != *self.gid.borrow() {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        fn record(&self, c: Call) -> io::Result<()> {
+            self.calls.borrow_mut().push(c.clone());
+            if self.fail.as_ref() == Some(&c) {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            Ok(())
         }
-        *self.gid.borrow_mut() = gid;
-        Ok(())
-    }
-    fn setuid(&self, uid: u32) -> io::Result<()> {
-        self.record(Call::SetUid(uid))?;
-        if !self.privileged() && uid != *self.uid.borrow() && !self.allow_regain {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        fn privileged(&self) -> bool {
+            *self.euid.borrow() == 0
         }
-        *self.uid.borrow_mut() = uid;
-        *self.euid.borrow_mut() = uid;
-        Ok(())
+    }
+
+    impl Syscall for Fake {
+        fn getuid(&self) -> u32 {
+            *self.uid.borrow()
+        }
+        fn geteuid(&self) -> u32 {
+            *self.euid.borrow()
+        }
+        fn getgid(&self) -> u32 {
+            *self.gid.borrow()
+        }
+        fn setgroups(&self, groups: &[u32]) -> io::Result<()> {
+            self.record(Call::SetGroups(groups.to_vec()))?;
+            if !self.privileged() {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            Ok(())
+        }
+        fn setgid(&self, gid: u32) -> io::Result<()> {
+            self.record(Call::SetGid(gid))?;
+            if !self.privileged() && gid != *self.gid.borrow() {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            *self.gid.borrow_mut() = gid;
+            Ok(())
+        }
+        fn setuid(&self, uid: u32) -> io::Result<()> {
+            self.record(Call::SetUid(uid))?;
+            if !self.privileged() && uid != *self.uid.borrow() && !self.allow_regain {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            *self.uid.borrow_mut() = uid;
+            *self.euid.borrow_mut() = uid;
+            Ok(())
+        }
     }
 }

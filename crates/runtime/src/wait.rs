@@ -29,34 +29,36 @@ pub struct Policy {
     pub sleep: Duration,
 }
 
+/// A malformed `CONNECTION_CHECK_*` variable: the message printed before exiting, the parse error as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("CONNECTION_CHECK_MAX_COUNT must be a whole number (0 disables waiting)")]
+    MaxCount(#[source] std::num::ParseIntError),
+    /// Not a number (the source), or one outside 0 to 3600 (no source).
+    #[error("CONNECTION_CHECK_SLEEP_TIME must be a number of seconds from 0 to 3600")]
+    SleepTime(#[source] Option<std::num::ParseFloatError>),
+}
+
 impl Policy {
     /// From `CONNECTION_CHECK_MAX_COUNT` / `CONNECTION_CHECK_SLEEP_TIME`. `Ok(None)` means waiting is disabled.
-    pub fn from_env(max: Option<&str>, sleep: Option<&str>) -> Result<Option<Policy>, String> {
-        let max_count =
-            match max.map(str::trim).filter(|s| !s.is_empty()) {
-                None => None,
-                Some(s) => match s.parse::<u32>() {
-                    Ok(0) => return Ok(None),
-                    Ok(n) => Some(n),
-                    Err(_) => return Err(
-                        "CONNECTION_CHECK_MAX_COUNT must be a whole number (0 disables waiting)"
-                            .into(),
-                    ),
-                },
-            };
-        let sleep =
-            match sleep.map(str::trim).filter(|s| !s.is_empty()) {
-                None => DEFAULT_SLEEP,
-                Some(s) => match s.parse::<f64>() {
-                    Ok(f) if f.is_finite() && (0.0..=3600.0).contains(&f) => {
-                        Duration::from_secs_f64(f).max(MIN_SLEEP)
-                    }
-                    _ => return Err(
-                        "CONNECTION_CHECK_SLEEP_TIME must be a number of seconds from 0 to 3600"
-                            .into(),
-                    ),
-                },
-            };
+    pub fn from_env(max: Option<&str>, sleep: Option<&str>) -> Result<Option<Policy>, PolicyError> {
+        let max_count = match max.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => match s.parse::<u32>().map_err(PolicyError::MaxCount)? {
+                0 => return Ok(None),
+                n => Some(n),
+            },
+        };
+        let sleep = match sleep.map(str::trim).filter(|s| !s.is_empty()) {
+            None => DEFAULT_SLEEP,
+            Some(s) => match s.parse::<f64>() {
+                Ok(f) if f.is_finite() && (0.0..=3600.0).contains(&f) => {
+                    Duration::from_secs_f64(f).max(MIN_SLEEP)
+                }
+                Ok(_) => return Err(PolicyError::SleepTime(None)),
+                Err(e) => return Err(PolicyError::SleepTime(Some(e))),
+            },
+        };
         Ok(Some(Policy { max_count, sleep }))
     }
 }
@@ -354,5 +356,27 @@ mod tests {
         for (m, s, want) in cases {
             assert_eq!(Policy::from_env(m, s).map_err(|_| ()), want, "{m:?} {s:?}");
         }
+    }
+
+    #[test]
+    fn a_malformed_variable_is_named_and_its_parse_error_kept() {
+        use std::error::Error as _;
+        let e = Policy::from_env(Some("x"), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "CONNECTION_CHECK_MAX_COUNT must be a whole number (0 disables waiting)"
+        );
+        assert!(e.source().is_some());
+        let e = Policy::from_env(None, Some("soon")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "CONNECTION_CHECK_SLEEP_TIME must be a number of seconds from 0 to 3600"
+        );
+        assert!(e.source().is_some());
+        // A number, out of range: nothing failed to parse.
+        assert!(Policy::from_env(None, Some("1e9"))
+            .unwrap_err()
+            .source()
+            .is_none());
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::{
-    airflow3, e2e, example_image, free_port, http_get, http_get_bearer, http_post_json, metric,
-    poll, say, Container, Postgres, Redis,
+    airflow3, example_image, free_port, http_get, http_get_bearer, http_post_json, metric, poll,
+    say, Container, Postgres, Redis,
 };
 
 const DAG: &str = "example_astro";
@@ -170,8 +170,8 @@ fn stop_cleanly(c: &Container, role: &str) -> i64 {
 }
 
 #[test]
+#[ignore = "needs Docker and the line's built images: scripts/test runs it"]
 fn local_executor_postgres_all_components_health_dag_success_and_clean_stop() {
-    e2e!();
     if airflow3() {
         local_executor_airflow3();
     } else {
@@ -180,8 +180,8 @@ fn local_executor_postgres_all_components_health_dag_success_and_clean_stop() {
 }
 
 #[test]
+#[ignore = "needs Docker and the line's built images: scripts/test runs it"]
 fn celery_executor_redis_worker_runs_the_dag_to_success_and_stops_cleanly() {
-    e2e!();
     if airflow3() {
         celery_executor_airflow3();
     } else {

@@ -1,10 +1,12 @@
 //! End-to-end tests of the built images: one test binary (`cargo test -p ap-airflow --test e2e`).
 //!
-//! They run only with `AP_AIRFLOW_E2E=1`, after `ap-airflow build` made the default release line's images; without
-//! it every test returns at once saying so. With it, a missing image or Docker engine is a failure, never a skip.
+//! They need a Docker engine and the images `ap-airflow build` made of the default release line (or of
+//! `AP_AIRFLOW_E2E_RELEASE`), so each is `#[ignore]`d: a plain `cargo test` lists them as ignored, never as passed.
+//! `scripts/test` runs them with `-- --ignored`; there a missing image or Docker engine is a failure, never a skip.
 //! Run them one at a time (`-- --test-threads=1`): each starts Airflow containers on the host network.
 //!
-//! * `harness`: the PostgreSQL and Redis guards and the helpers the other tests lean on.
+//! * `harness`: the PostgreSQL guard and the helpers the other tests lean on (ports, polling and Redis come from
+//!   the workspace's test-support crate).
 //! * `image`: facts of the base and onbuild images (user, labels, env, paths, config defaults, `pip check`, …).
 //! * `onbuild`: projects built FROM the onbuild image (packages.txt, requirements.txt, pin refusal, caching).
 //! * `executors`: LocalExecutor and CeleryExecutor against PostgreSQL and Redis, `/health`, a DAG run to
@@ -13,6 +15,7 @@
 //! * `chart`: the official Helm chart's invocations (jobs, components, probes, groomer sidecar, grace periods)
 //!   replayed with `docker run` against PostgreSQL and Redis.
 
+mod arm64;
 mod chart;
 mod executors;
 mod harness;

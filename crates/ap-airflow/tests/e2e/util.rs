@@ -1,30 +1,18 @@
-//! Helpers of the image end-to-end tests: the on/off switch, the images under test, one-off and long-running
+//! Helpers of the image end-to-end tests: the images under test, one-off and long-running
 //! containers (removed on drop, their logs printed when a test fails), PostgreSQL and Redis on free loopback ports,
 //! polling with deadlines, HTTP probes and benchmark metrics.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ap_airflow::release::{Flavour, ReleaseFile};
-
-/// Returns early from a test (printing why) unless `AP_AIRFLOW_E2E=1`.
-macro_rules! e2e {
-    () => {
-        fn f() {}
-        let name = std::any::type_name_of_val(&f);
-        if !$crate::util::enabled(name.strip_suffix("::f").unwrap_or(name)) {
-            return;
-        }
-    };
-}
-pub(crate) use e2e;
+use test_support::{as_postgres, initdb};
+pub use test_support::{free_port, poll, Redis};
 
 /// Progress of a long test, written past libtest's capture so `scripts/test` shows where a slow run is.
 macro_rules! say {
@@ -33,18 +21,6 @@ macro_rules! say {
     };
 }
 pub(crate) use say;
-
-pub fn enabled(test: &str) -> bool {
-    if std::env::var("AP_AIRFLOW_E2E").is_ok_and(|v| v == "1") {
-        start();
-        return true;
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: skipped: set AP_AIRFLOW_E2E=1 to run the image end-to-end tests (they need the built images)"
-    );
-    false
-}
 
 fn start() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -404,34 +380,6 @@ impl Drop for ImageGuard {
 // ---------------------------------------------------------------------------------------------------------------
 // Ports, polling, HTTP
 
-/// A loopback port nobody listens on, never handed out twice by this process.
-pub fn free_port() -> u16 {
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let mut given = GIVEN.lock().unwrap();
-    let given = given.get_or_insert_with(HashSet::new);
-    loop {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let port = l.local_addr().unwrap().port();
-        if given.insert(port) {
-            return port;
-        }
-    }
-}
-
-/// Calls `f` every `every` until it returns `Some` or `timeout` passes.
-pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(every.min(deadline.saturating_duration_since(Instant::now())));
-    }
-}
-
 /// GET on loopback: status and body, or `None` when nothing answers yet.
 fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -489,14 +437,6 @@ pub fn metric(key: &str, value: f64) {
 // ---------------------------------------------------------------------------------------------------------------
 // PostgreSQL and Redis on loopback
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-fn as_postgres(program: &str) -> Command {
-    let mut c = Command::new("runuser");
-    c.args(["-u", "postgres", "--"]).arg(program);
-    c
-}
-
 /// A throw-away PostgreSQL cluster on 127.0.0.1 (password auth over TCP), stopped and deleted on drop.
 pub struct Postgres {
     dir: tempfile::TempDir,
@@ -505,32 +445,12 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
-        let dir = tempfile::Builder::new()
-            .prefix("ap-e2e-pg-")
-            .tempdir()
-            .expect("tempdir");
-        let chown = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(chown.status.success(), "chown: {}", both(&chown));
-        let data = dir.path().join("data");
-        let out = as_postgres(&format!("{PG_BIN}/initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ])
-            .output()
-            .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {}", both(&out));
+        let (dir, data) = initdb(&[
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+        ]);
         // A port can be taken between choosing and binding it: try a few.
         for _ in 0..3 {
             let port = free_port();
@@ -539,7 +459,7 @@ impl Postgres {
                  -c max_connections=300",
                 dir.path().display()
             );
-            let out = as_postgres(&format!("{PG_BIN}/pg_ctl"))
+            let out = as_postgres("pg_ctl")
                 .arg("-D")
                 .arg(&data)
                 .arg("-l")
@@ -557,7 +477,7 @@ impl Postgres {
 
     /// Runs SQL as the superuser over the Unix socket; returns unaligned, tuples-only output.
     pub fn sql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let out = as_postgres(&format!("{PG_BIN}/psql"))
+        let out = as_postgres("psql")
             .arg("-h")
             .arg(self.dir.path())
             .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
@@ -610,7 +530,7 @@ impl Drop for Postgres {
                 tail(&self.log(), 20)
             );
         }
-        let _ = as_postgres(&format!("{PG_BIN}/pg_ctl"))
+        let _ = as_postgres("pg_ctl")
             .arg("-D")
             .arg(self.dir.path().join("data"))
             .args(["-m", "immediate", "-w", "stop"])
@@ -631,76 +551,6 @@ pub fn percent(s: &str) -> String {
             }
         })
         .collect()
-}
-
-/// A throw-away Redis on 127.0.0.1 with no persistence, killed on drop.
-pub struct Redis {
-    child: Child,
-    _dir: tempfile::TempDir,
-    pub port: u16,
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        let dir = tempfile::Builder::new()
-            .prefix("ap-e2e-redis-")
-            .tempdir()
-            .expect("tempdir");
-        for _ in 0..3 {
-            let port = free_port();
-            let log = fs::File::create(dir.path().join("redis.log")).unwrap();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("run redis-server");
-            let up = poll(Duration::from_secs(10), Duration::from_millis(50), || {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return Some(false);
-                }
-                redis_ping(port).then_some(true)
-            });
-            if up == Some(true) {
-                return Redis {
-                    child,
-                    _dir: dir,
-                    port,
-                };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let log = fs::read_to_string(dir.path().join("redis.log")).unwrap_or_default();
-        panic!("Redis did not start:\n{}", tail(&log, 20));
-    }
-
-    pub fn ping(&self) -> bool {
-        redis_ping(self.port)
-    }
-}
-
-fn redis_ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -733,7 +583,18 @@ impl Project {
 
     /// `docker build` with the legacy builder (it runs ONBUILD) FROM the onbuild image under test.
     pub fn build(&self, tag: &str, timeout: Duration) -> Build {
-        let base = format!("BASE_IMAGE={}", images().onbuild);
+        self.build_from(&images().onbuild, None, tag, timeout)
+    }
+
+    /// `docker build` FROM `onbuild`, for `platform` (`linux/arm64`: under emulation) when given.
+    pub fn build_from(
+        &self,
+        onbuild: &str,
+        platform: Option<&str>,
+        tag: &str,
+        timeout: Duration,
+    ) -> Build {
+        let base = format!("BASE_IMAGE={onbuild}");
         let mut cmd = Command::new("docker");
         cmd.env("DOCKER_BUILDKIT", "0")
             .args([
@@ -744,6 +605,7 @@ impl Project {
                 "--build-arg",
                 &base,
             ])
+            .args(platform.map(|p| ["--platform", p]).into_iter().flatten())
             .args(ca_build_args())
             .args(["-t", tag])
             .arg(self.dir.path());

@@ -3,7 +3,7 @@
 
 use crate::util::*;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 const SCRIPT: &str = concat!(
@@ -43,7 +43,7 @@ fn start_line(env: &[(&str, &str)], args: &[&str]) -> String {
     std::fs::create_dir(t.path().join("logs")).unwrap();
     let mut all = vec!["--once", "--dry-run"];
     all.extend(args);
-    let out = clean_logs(t.path(), env, &all).output().unwrap();
+    let out = clean_logs(t.path(), env, &all).ran();
     assert!(out.status.success(), "{env:?} {args:?}: {out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let first = stdout.lines().next().unwrap_or_default().to_string();
@@ -220,8 +220,7 @@ fn frequency_maps_onto_every_minutes_and_sigterm_stops_the_groomer_itself() {
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", g.child.id())).unwrap();
     assert_eq!(comm.trim(), "clean-airflow-l", "not exec'd: {comm}");
     g.signal(libc::SIGTERM);
-    let (status, took) = g.exit_within(Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0));
+    let took = g.exits_with(0, Duration::from_secs(5));
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert!(g.rest().iter().any(|l| l.contains("stopping on signal")));
 }
@@ -258,13 +257,12 @@ fn minute_retention_removes_by_the_minute() {
         &[("AIRFLOW__LOG_RETENTION_MINUTES", "60")],
         &["--once"],
     )
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    .ran();
+    out.assert_success();
     assert!(m59.exists() && !m62.exists());
 }
 
-fn refused(out: &Output, var: &str, value: &str) {
+fn refused(out: &Ran, var: &str, value: &str) {
     assert_eq!(out.status.code(), Some(2), "{var}={value:?}: {out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{var}={value:?}: {err}");
@@ -315,9 +313,7 @@ fn bad_values_are_refused_with_one_line() {
     ];
     for (var, values) in bad {
         for value in *values {
-            let out = clean_logs(t.path(), &[(var, value)], &["--once"])
-                .output()
-                .unwrap();
+            let out = clean_logs(t.path(), &[(var, value)], &["--once"]).ran();
             refused(&out, var, value);
             let err = String::from_utf8_lossy(&out.stderr);
             let shown = value.replace('\n', "\\n");
@@ -333,8 +329,7 @@ fn bad_values_are_refused_with_one_line() {
         ],
         &["--once"],
     )
-    .output()
-    .unwrap();
+    .ran();
     refused(&out, "AIRFLOW__LOG_RETENTION_DAYS", "15d");
     assert!(f.exists(), "a refused run deleted a file");
 }
@@ -344,9 +339,8 @@ fn a_missing_groomer_is_status_127() {
     let t = tempdir();
     let out = clean_logs(t.path(), &[], &[])
         .env("CLEAN_AIRFLOW_LOGS", t.path().join("nope"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(127));
+        .ran();
+    out.assert_code(127);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("nope"), "{err}");

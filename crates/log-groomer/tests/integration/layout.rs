@@ -26,7 +26,7 @@ fn removes_expired_logs_and_emptied_folders_only() {
     set_age(root, 40 * DAY);
 
     let out = run(&["--once", "--directory", root.to_str().unwrap()]);
-    assert!(out.status.success());
+    out.assert_success();
     let line = pass_line(&out);
     assert_eq!(field(&line, "files"), 3, "{line}");
     assert_eq!(field(&line, "bytes"), 160, "{line}");
@@ -63,7 +63,7 @@ fn removes_expired_logs_and_emptied_folders_only() {
         "--pattern",
         "*",
     ]);
-    assert!(out.status.success());
+    out.assert_success();
     assert!(root.is_dir());
     assert_eq!(
         listing(root),
@@ -114,7 +114,7 @@ fn day_arithmetic_matches_find_mtime() {
         "--retention-days",
         "3",
     ]);
-    assert!(out.status.success());
+    out.assert_success();
     assert_eq!(listing(&a), listing(&b));
     assert_eq!(
         listing(&a),
@@ -135,7 +135,7 @@ fn minutes_and_fractional_retention() {
         "--retention-minutes",
         "90",
     ]);
-    assert!(out.status.success());
+    out.assert_success();
     assert!(m89.exists() && !m92.exists());
     let h11 = file(r, "c.log", 1, 11 * 3600);
     let h13 = file(r, "d.log", 1, 13 * 3600);
@@ -146,7 +146,7 @@ fn minutes_and_fractional_retention() {
         "--retention-days",
         "0.5",
     ]);
-    assert!(out.status.success());
+    out.assert_success();
     assert!(h11.exists() && !h13.exists());
 }
 
@@ -169,7 +169,7 @@ fn symlinks_are_never_followed() {
         "--pattern",
         "*",
     ]);
-    assert!(out.status.success());
+    out.assert_success();
     assert_eq!(field(&pass_line(&out), "files"), 1);
     assert!(!inside.exists());
     assert!(
@@ -195,7 +195,7 @@ fn dry_run_deletes_nothing_and_lists_everything() {
     }
     let before = listing(root);
     let out = run(&["--once", "--dry-run", "--directory", root.to_str().unwrap()]);
-    assert!(out.status.success());
+    out.assert_success();
     assert_eq!(listing(root), before);
     let line = pass_line(&out);
     assert_eq!(
@@ -238,7 +238,7 @@ fn bad_input_exits_2_and_deletes_nothing() {
         let mut all = vec!["--once", "--directory", dir];
         all.extend(args.iter());
         let out = run(&all);
-        assert_eq!(out.status.code(), Some(2));
+        out.assert_code(2);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(
@@ -250,9 +250,8 @@ fn bad_input_exits_2_and_deletes_nothing() {
     let out = std::process::Command::new(BIN)
         .args(["--once", "--directory", dir])
         .env("ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS", "soon")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+        .ran();
+    out.assert_code(2);
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS"));
     assert!(f.exists());
@@ -269,14 +268,13 @@ fn env_retention_for_the_official_image_variable() {
         .env("AIRFLOW_HOME", t.path())
         .env_remove("ASTRONOMER__AIRFLOW__WORKER_LOG_RETENTION_DAYS")
         .env("AIRFLOW__LOG_RETENTION_DAYS", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        .ran();
+    out.assert_success();
     assert!(!old.exists() && young.exists());
 }
 
 /// Runs the binary as `nobody` when we are root, so permission bits bite.
-fn as_nobody(t: &Path, args: &[&str]) -> std::process::Output {
+fn as_nobody(t: &Path, args: &[&str]) -> Ran {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return run(args);
@@ -288,7 +286,7 @@ fn as_nobody(t: &Path, args: &[&str]) -> std::process::Output {
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&bin)
         .args(args);
-    cmd.output().unwrap()
+    cmd.ran()
 }
 
 #[test]
@@ -315,7 +313,7 @@ fn unwritable_and_unreadable_folders_are_errors_not_fatal() {
     let out = as_nobody(t.path(), &["--once", "--directory", root.to_str().unwrap()]);
     mode(locked.parent().unwrap(), 0o755);
     mode(hidden.parent().unwrap(), 0o755);
-    assert!(out.status.success(), "{out:?}");
+    out.assert_success();
     let line = pass_line(&out);
     assert_eq!(field(&line, "errors"), 2, "{line}");
     assert_eq!(field(&line, "files"), 1, "{line}");
@@ -372,7 +370,7 @@ fn parallel_walkers_leave_what_one_walker_leaves() {
             "--directory",
             t.path().to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "--jobs {jobs}");
+        assert!(out.status.success(), "--jobs {jobs}: {out}");
         let line = pass_line(&out);
         let counts: Vec<u64> = ["files", "bytes", "folders", "errors"]
             .iter()
@@ -405,7 +403,7 @@ fn control_characters_in_names_are_escaped() {
     set_age(&not_utf8, 30 * DAY);
     for mode in ["--dry-run", "-v"] {
         let out = run(&["--once", mode, "--directory", root.to_str().unwrap()]);
-        assert!(out.status.success());
+        out.assert_success();
         let stdout = &out.stdout;
         let text = String::from_utf8(stdout.clone()).expect("output is UTF-8");
         assert!(
@@ -447,7 +445,7 @@ fn lost_and_found_is_left_alone() {
     let deep = file(root, "dag_id=d/lost+found/x.log", 1, 90 * DAY);
     let log = file(root, &task_log("d", "r", "t", 1), 1, 90 * DAY);
     let out = run(&["--once", "--directory", root.to_str().unwrap()]);
-    assert!(out.status.success());
+    out.assert_success();
     let line = pass_line(&out);
     assert_eq!(field(&line, "files"), 1, "{line}");
     assert!(found.exists() && deep.exists() && !log.exists());

@@ -27,8 +27,7 @@ fn files_vanishing_mid_pass_are_counted_and_the_pass_goes_on() {
         g.signal(libc::SIGSTOP);
         std::fs::remove_dir_all(root.join("dag_id=d")).unwrap();
         g.signal(libc::SIGCONT);
-        let (status, _) = g.exit_within(Duration::from_secs(30));
-        assert!(status.success(), "{status:?}");
+        g.exits_with(0, Duration::from_secs(30));
         let lines = g.rest();
         let line = lines
             .iter()
@@ -69,8 +68,7 @@ fn missing_root_is_waited_for_in_loop_mode() {
     assert_eq!(field(&line, "files"), 1, "{line}");
     assert!(!root.join("late.log").exists());
     g.signal(libc::SIGTERM);
-    let (status, _) = g.exit_within(Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0));
+    g.exits_with(0, Duration::from_secs(5));
 }
 
 /// `--once` (cron, a CronJob) has nothing to wait for: a missing folder means nothing to do, status 0.
@@ -79,8 +77,7 @@ fn once_with_a_missing_root_has_nothing_to_do() {
     let t = tempdir();
     let root = t.path().join("logs");
     let mut g = spawn(Command::new(BIN).args(["--once", "--directory", root.to_str().unwrap()]));
-    let (status, _) = g.exit_within(Duration::from_secs(10));
-    assert_eq!(status.code(), Some(0));
+    g.exits_with(0, Duration::from_secs(10));
     let lines = g.rest();
     let nothing: Vec<_> = lines
         .iter()

@@ -39,9 +39,8 @@ fn system_folders_are_refused() {
     let out = Command::new(BIN)
         .arg("--once")
         .env("AIRFLOW_HOME", "/proc/self/..")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+        .ran();
+    out.assert_code(2);
 }
 
 /// The folder may appear only after start-up: it is checked again before every pass.
@@ -53,8 +52,7 @@ fn a_late_symlink_to_a_system_folder_is_refused() {
         spawn(Command::new(BIN).args(["--every", "3600", "--directory", root.to_str().unwrap()]));
     g.wait_for("waiting for");
     std::os::unix::fs::symlink("/etc", &root).unwrap();
-    let (status, took) = g.exit_within(Duration::from_secs(10));
-    assert_eq!(status.code(), Some(2));
+    let took = g.exits_with(2, Duration::from_secs(10));
     assert!(took < Duration::from_secs(3), "took {took:?}");
     let lines = g.rest();
     assert!(!lines.iter().any(|l| l.contains(": pass ")), "{lines:?}");
@@ -90,28 +88,13 @@ fn other_file_systems_are_not_entered() {
         "$1" --once -v --pattern '*' --directory "$4"
         echo "left: $(cd "$2" && find . | sort | tr '\n' ' ')"
     "#;
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            BIN,
-        ])
-        .arg(&mnt)
-        .arg(old.to_string())
-        .arg(&root)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("mount") {
-        eprintln!("skipped: cannot mount here: {out:?}");
-        return;
-    }
-    assert!(out.status.success(), "{out:?}");
+    let old = old.to_string();
+    let out = in_private_mount_namespace(
+        script,
+        &[BIN.as_ref(), mnt.as_ref(), old.as_ref(), root.as_ref()],
+    );
+    out.assert_success();
+    let stdout = out.stdout_text();
     let line = stdout
         .lines()
         .find(|l| l.contains(": pass "))
@@ -161,7 +144,7 @@ fn only_folders_that_held_deleted_logs_are_removed() {
         .filter(|p| root.join(p).is_dir())
         .collect();
     let out = run(&["--once", "-v", "--directory", root.to_str().unwrap()]);
-    assert!(out.status.success());
+    out.assert_success();
     let line = pass_line(&out);
     assert_eq!(field(&line, "files"), 1, "{line}");
     assert_eq!(field(&line, "folders"), 2, "task_id=t and run_id=r: {line}");

@@ -1,13 +1,16 @@
 //! Small helpers: trees with past mtimes, running the binary, reading its output as it comes.
 
 use std::ffi::CString;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+pub use test_support::{Ran, RunExt};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_clean-airflow-logs");
 pub const DAY: i64 = 86_400;
@@ -55,18 +58,31 @@ pub fn task_log(dag: &str, run: &str, task: &str, attempt: u32) -> String {
 }
 
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("cal-test-")
-        .tempdir()
-        .unwrap()
+    test_support::tempdir("cal-test-")
 }
 
-pub fn run(args: &[&str]) -> Output {
+/// The groomer with `args`, run to its end; a failed `assert_*` on it shows its output.
+pub fn run(args: &[&str]) -> Ran {
     Command::new(BIN)
         .args(args)
         .env_remove("AIRFLOW_HOME")
-        .output()
-        .unwrap()
+        .ran()
+}
+
+/// `sh -c script sh args…` in a private mount namespace (`unshare`, needs root): what it mounts vanishes with it.
+pub fn in_private_mount_namespace(script: &str, args: &[&OsStr]) -> Ran {
+    Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args(args)
+        .ran()
 }
 
 /// The `pass …` summary line, checked to exist.
@@ -166,6 +182,22 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Waits for exit (as [`Running::exit_within`]) and checks the exit code: a wrong one panics showing the status,
+    /// every stdout line and stderr. Returns how long it took.
+    #[track_caller]
+    pub fn exits_with(&mut self, code: i32, limit: Duration) -> Duration {
+        let (status, took) = self.exit_within(limit);
+        if status.code() != Some(code) {
+            self.rest();
+            panic!(
+                "expected exit code {code}, got {status}\n--- stdout\n{}\n--- stderr\n{}",
+                self.seen.join("\n"),
+                self.stderr().trim_end()
+            );
+        }
+        took
     }
 
     /// Everything written to stderr so far; all of it once the process has exited.

@@ -1,6 +1,7 @@
 //! Waiting stays bounded, cheap and interruptible (issue #11, items 1–3): no spinning, every attempt ends within
 //! its time however the server behaves, and a signal ends the wait at once whatever the attempt is doing.
 
+use crate::exec_and_pid1_tests;
 use crate::require_root;
 use crate::util::*;
 use std::process::Command;
@@ -75,8 +76,13 @@ fn a_server_trickling_bytes_cannot_hold_an_attempt() {
     }
 }
 
-#[test]
-fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once() {
+exec_and_pid1_tests!(
+    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once,
+    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_as_pid1,
+    sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_in
+);
+
+fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once_in(inits: &[Init]) {
     // Twelve brokers that accept and never answer: one round of attempts takes 12 s or more.
     let silent: Vec<_> = (0..12).map(|_| Reserved::new()).collect();
     let url = silent
@@ -86,6 +92,7 @@ fn sigterm_mid_attempt_ends_a_failover_list_of_silent_brokers_at_once() {
         .join(";");
     let _listening: Vec<_> = silent.into_iter().map(Reserved::silent).collect();
     sigterm_stops_start_up(
+        inits,
         &[
             ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////tmp/x.db"),
             ("AIRFLOW__CELERY__BROKER_URL", &url),
@@ -137,6 +144,7 @@ fn sigterm_ends_a_hanging_name_lookup_at_once() {
         ),
     ];
     sigterm_stops_start_up(
+        &[Init::Exec, Init::Pid1],
         &env,
         Until::After(Duration::from_millis(1000)),
         "SIGTERM while waiting for the database",

@@ -1,5 +1,6 @@
 //! Waiting for real PostgreSQL and Redis servers, and for an HTTP server (the execution API), on loopback ports.
 
+use crate::exec_and_pid1_tests;
 use crate::require_root;
 use crate::util::*;
 use airflow_runtime::probe::{probe, Outcome};
@@ -20,14 +21,14 @@ fn target(url: &str) -> Target {
 /// Poll the server ourselves until it is ready; returns when that happened.
 fn ready_at(url: &str) -> Instant {
     let t = target(url);
-    poll("server ready", T, || {
+    wait_for("server ready", T, || {
         (probe(&t) == Outcome::Ready).then(Instant::now)
     })
 }
 
 /// The entrypoint proceeds (runs the stub) within NOTICE of the server becoming ready.
 fn proceeds_promptly(p: &mut Proc, stub: &Stub, ready: Instant) {
-    poll("the command to start", T, || {
+    wait_for("the command to start", T, || {
         (!stub.calls().is_empty()).then_some(())
     });
     let late = ready.elapsed();
@@ -87,7 +88,7 @@ fn waits_while_postgres_is_starting_up() {
     pg.start();
     // The port is open and the server answers, but with 57P03: not ready.
     let t = target(&url);
-    poll("the standby to answer 57P03", T, || match probe(&t) {
+    wait_for("the standby to answer 57P03", T, || match probe(&t) {
         Outcome::NotReady(r) if r.contains("57P03") => Some(()),
         _ => None,
     });
@@ -147,16 +148,21 @@ fn max_count_zero_disables_waiting() {
             format!("postgresql://127.0.0.1:{}/x", free_port()),
         )
         .env("CONNECTION_CHECK_MAX_COUNT", "0")
-        .output()
-        .unwrap();
-    assert_eq!(code(out.status), 0);
+        .ran();
+    out.assert_code(0);
     assert_eq!(stub.calls(), ["scheduler|"]);
 }
 
-#[test]
-fn sigterm_ends_the_wait_promptly() {
+exec_and_pid1_tests!(
+    sigterm_ends_the_wait_promptly,
+    sigterm_ends_the_wait_promptly_as_pid1,
+    sigterm_ends_the_wait_promptly_in
+);
+
+fn sigterm_ends_the_wait_promptly_in(inits: &[Init]) {
     let port = free_port();
     sigterm_stops_start_up(
+        inits,
         &[(
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
             &format!("postgresql://127.0.0.1:{port}/x"),
@@ -190,7 +196,7 @@ fn celery_worker_waits_for_redis_broker() {
         p.running() && stub.calls().is_empty(),
         "worker started with the broker down"
     );
-    let _redis = Redis::start(port);
+    let _redis = Redis::spawn(port);
     let ready = ready_at(&url);
     proceeds_promptly(&mut p, &stub, ready);
     assert_eq!(stub.calls(), ["celery worker|CeleryExecutor"]);
@@ -200,7 +206,7 @@ fn celery_worker_waits_for_redis_broker() {
 #[test]
 fn broker_failover_list_any_one_is_enough() {
     let (down, up) = (free_port(), free_port());
-    let _redis = Redis::start(up);
+    let _redis = Redis::spawn(up);
     ready_at(&format!("redis://127.0.0.1:{up}"));
     let stub = Stub::new();
     let out = stub
@@ -223,7 +229,7 @@ fn broker_failover_list_any_one_is_enough() {
 #[test]
 fn db_url_from_cmd_variant() {
     let port = free_port();
-    let _redis = Redis::start(port);
+    let _redis = Redis::spawn(port);
     ready_at(&format!("redis://127.0.0.1:{port}"));
     let stub = Stub::new();
     // Any protocol answers the question "is it up"; a redis URL as the "database" keeps this test root-free.
@@ -244,10 +250,16 @@ fn db_url_from_cmd_variant() {
     assert_eq!(stub.calls(), ["triggerer|"]);
 }
 
-#[test]
-fn sigterm_ends_a_hung_cmd_variant_promptly() {
+exec_and_pid1_tests!(
+    sigterm_ends_a_hung_cmd_variant_promptly,
+    sigterm_ends_a_hung_cmd_variant_promptly_as_pid1,
+    sigterm_ends_a_hung_cmd_variant_promptly_in
+);
+
+fn sigterm_ends_a_hung_cmd_variant_promptly_in(inits: &[Init]) {
     // A secrets backend that never answers; the shell's own child must go too.
     sigterm_stops_start_up(
+        inits,
         &[(
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
             "echo asking the vault >&2; sleep 60; echo postgresql://127.0.0.1/x",
@@ -290,7 +302,7 @@ fn execution_api_is_waited_for_after_the_migration() {
     );
     let api = reserved.serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     let ready = Instant::now();
-    poll("the scheduler to start", T, || {
+    wait_for("the scheduler to start", T, || {
         (stub.calls().len() == 2).then_some(())
     });
     let late = ready.elapsed();
@@ -495,11 +507,17 @@ fn malformed_execution_api_url_stops_before_anything_runs() {
     }
 }
 
-#[test]
-fn sigterm_ends_the_execution_api_wait_promptly() {
+exec_and_pid1_tests!(
+    sigterm_ends_the_execution_api_wait_promptly,
+    sigterm_ends_the_execution_api_wait_promptly_as_pid1,
+    sigterm_ends_the_execution_api_wait_promptly_in
+);
+
+fn sigterm_ends_the_execution_api_wait_promptly_in(inits: &[Init]) {
     let closed = Reserved::new();
     let url = format!("http://127.0.0.1:{}/execution/", closed.port);
     sigterm_stops_start_up(
+        inits,
         &[("AIRFLOW_VERSION", "3.3.2"), (EXECUTION_API, &url)],
         Until::Said("waiting for the execution API server"),
         "SIGTERM while waiting for the execution API server",
@@ -581,31 +599,38 @@ fn echoed_values_are_capped_and_control_characters_refused() {
         assert!(out.contains("control character"), "{out}");
         assert_eq!(out.lines().count(), 1, "{out}");
     }
-    if is_root() {
-        let user = "x".repeat(100_000);
-        let out = std::process::Command::new(ENTRYPOINT)
-            .arg("true")
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("ASTRONOMER_USER", &user)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(code(out.status), 2, "{}", &err[..err.len().min(300)]);
-        assert!(err.len() < 500, "{} bytes echoed", err.len());
-        let user = "ghost\u{1b}[2J\nentrypoint: forged";
-        let out = std::process::Command::new(ENTRYPOINT)
-            .arg("true")
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("ASTRONOMER_USER", user)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(code(out.status), 2, "{err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(!err.contains('\u{1b}'), "{err}");
-    }
+}
+
+/// As root the entrypoint looks ASTRONOMER_USER up (to step down to it): a 100 kB name is capped in the message,
+/// and a name with control characters cannot forge a second line. Split from the test above (run without root it
+/// skipped this part).
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn an_astronomer_user_echoed_as_root_is_capped_and_cannot_forge_lines() {
+    require_root!();
+    let user = "x".repeat(100_000);
+    let out = std::process::Command::new(ENTRYPOINT)
+        .arg("true")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ASTRONOMER_USER", &user)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 2, "{}", &err[..err.len().min(300)]);
+    assert!(err.len() < 500, "{} bytes echoed", err.len());
+    let user = "ghost\u{1b}[2J\nentrypoint: forged";
+    let out = std::process::Command::new(ENTRYPOINT)
+        .arg("true")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ASTRONOMER_USER", user)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(out.status), 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
 }
 
 #[test]

@@ -223,8 +223,8 @@ fn entrypoint_waits_then_runs(
         p.stderr()
     );
     start();
-    poll("the server to answer", START, || is_up().then_some(()));
-    poll("the command to start", START, || {
+    wait_for("the server to answer", START, || is_up().then_some(()));
+    wait_for("the command to start", START, || {
         (!stub.calls().is_empty()).then_some(())
     });
     let st = p.wait(START);

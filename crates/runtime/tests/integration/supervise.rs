@@ -162,15 +162,24 @@ fn not_found_and_not_executable() {
         assert_eq!(got, want, "{dbg}: {err}");
         assert!(err.contains("failed:"), "{dbg}: {err}");
     }
-    if is_root() {
-        for (init, pre) in [(TINI, vec!["--"]), (ENTRYPOINT, vec![])] {
-            for (cmd, want) in [("no-such-command-anywhere", 127), (noexec, 126)] {
-                let mut args = pre.clone();
-                args.push(cmd);
-                let mut c = pid1(init, &args);
-                c.envs(same_user());
-                assert_eq!(status_of(c).0, want, "{init} {cmd}");
-            }
+}
+
+/// The same as PID 1 of a new PID namespace.
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn not_found_and_not_executable_as_pid1() {
+    require_root!();
+    let dir = tempdir();
+    let noexec = dir.path().join("noexec");
+    std::fs::write(&noexec, "#!/bin/sh\n").unwrap();
+    let noexec = noexec.to_str().unwrap();
+    for (init, pre) in [(TINI, vec!["--"]), (ENTRYPOINT, vec![])] {
+        for (cmd, want) in [("no-such-command-anywhere", 127), (noexec, 126)] {
+            let mut args = pre.clone();
+            args.push(cmd);
+            let mut c = pid1(init, &args);
+            c.envs(same_user());
+            assert_eq!(status_of(c).0, want, "{init} {cmd}");
         }
     }
 }
@@ -280,16 +289,16 @@ fn group_mode(init: &str, pre: &[&str], env: Option<&str>, group: bool) {
         c.env(e, "");
     }
     let mut p = Proc::spawn(c);
-    poll("ready", T, || {
+    wait_for("ready", T, || {
         read(&log).lines().any(|l| l == "ready").then_some(())
     });
     let init_pid = p.ns_init();
     kill(init_pid, libc::SIGUSR1);
-    poll("child-USR1", T, || {
+    wait_for("child-USR1", T, || {
         read(&log).contains("child-USR1").then_some(())
     });
     kill(init_pid, libc::SIGUSR2);
-    poll("gc-USR2", T, || {
+    wait_for("gc-USR2", T, || {
         read(&log).contains("gc-USR2").then_some(())
     });
     // USR1 is delivered before USR2 whenever the grandchild got it at all, so this is no race.
@@ -344,12 +353,12 @@ fn mask_of(mut c: Command) -> (u64, u64) {
     (field("SigBlk:"), field("SigIgn:"))
 }
 
+const GREP_SIGNALS: [&str; 4] = ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"];
+
 #[test]
 fn child_gets_original_signal_mask_and_dispositions() {
-    let usr1 = 1u64 << (libc::SIGUSR1 - 1);
-    let hup = 1u64 << (libc::SIGHUP - 1);
-    let grep = ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"];
-    let mut cases: Vec<(&str, Command)> = vec![
+    let grep = GREP_SIGNALS;
+    same_mask_and_dispositions(vec![
         ("tini", {
             let mut c = Command::new(TINI);
             c.args(["-s", "--"]).args(grep);
@@ -360,16 +369,27 @@ fn child_gets_original_signal_mask_and_dispositions() {
             c.args(grep).envs(same_user());
             c
         }),
-    ];
-    if is_root() {
-        let mut t = pid1(TINI, &["--"]);
-        t.args(grep);
-        cases.push(("tini pid1", t));
-        let mut e = pid1(ENTRYPOINT, &grep);
-        e.envs(same_user());
-        cases.push(("entrypoint pid1", e));
-    }
-    // What the command sees when started directly by the same parent: the init must be invisible.
+    ]);
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn child_gets_original_signal_mask_and_dispositions_as_pid1() {
+    require_root!();
+    let grep = GREP_SIGNALS;
+    let mut t = pid1(TINI, &["--"]);
+    t.args(grep);
+    let mut e = pid1(ENTRYPOINT, &grep);
+    e.envs(same_user());
+    same_mask_and_dispositions(vec![("tini pid1", t), ("entrypoint pid1", e)]);
+}
+
+/// Each command (running [`GREP_SIGNALS`]) sees the signal mask and dispositions the command itself sees when
+/// started directly by the same parent: the init must be invisible.
+fn same_mask_and_dispositions(cases: Vec<(&str, Command)>) {
+    let usr1 = 1u64 << (libc::SIGUSR1 - 1);
+    let hup = 1u64 << (libc::SIGHUP - 1);
+    let grep = GREP_SIGNALS;
     let baseline = mask_of({
         let mut c = Command::new(grep[0]);
         c.args(&grep[1..]);
@@ -402,9 +422,12 @@ fn exit_code_remapping() {
     }
 }
 
+const NOT_PID1_WARNING: &str =
+    "Tini is not running as PID 1 and isn't registered as a child subreaper";
+
 #[test]
 fn warns_when_neither_pid1_nor_subreaper() {
-    let warn = "Tini is not running as PID 1 and isn't registered as a child subreaper";
+    let warn = NOT_PID1_WARNING;
     let run = |args: &[&str], env: Option<(&str, &str)>| {
         let mut c = Command::new(TINI);
         c.args(args);
@@ -423,9 +446,15 @@ fn warns_when_neither_pid1_nor_subreaper() {
     assert!(!run(&["true"], Some(("TINI_VERBOSITY", "0")))
         .1
         .contains(warn));
-    if is_root() {
-        assert!(!status_of(pid1(TINI, &["true"])).1.contains(warn));
-    }
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn no_warning_as_pid1() {
+    require_root!();
+    let (rc, err) = status_of(pid1(TINI, &["true"]));
+    assert_eq!(rc, 0, "{err}");
+    assert!(!err.contains(NOT_PID1_WARNING), "{err}");
 }
 
 #[test]
@@ -474,7 +503,7 @@ fn parent_death_signal_reaches_the_child() {
     lines_at_least(&log, 1, T);
     kill(p.pid(), libc::SIGKILL);
     p.wait(T);
-    poll("TERM from the parent-death signal", T, || {
+    wait_for("TERM from the parent-death signal", T, || {
         read(&log).lines().any(|l| l == "TERM").then_some(())
     });
 }

@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use test_support::{as_postgres, initdb};
+pub use test_support::{free_port, wait_for, Redis, RunExt};
+
 pub const ENTRYPOINT: &str = env!("CARGO_BIN_EXE_entrypoint");
 pub const TINI: &str = env!("CARGO_BIN_EXE_tini");
 
@@ -43,7 +46,7 @@ pub fn same_user() -> [(&'static str, String); 2] {
 
 /// A temp dir readable by every user (tests switch users).
 pub fn tempdir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("aprt-").tempdir().unwrap();
+    let d = test_support::tempdir("aprt-");
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
     d
 }
@@ -62,43 +65,20 @@ pub fn write_exe(path: &Path, text: &str) {
     assert!(c.wait().unwrap().success(), "writing {}", path.display());
 }
 
-/// Poll `cond` every 10 ms until it holds; panic with `what` after `limit`.
-pub fn poll<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        if start.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 pub fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Lines of a file, once it contains at least `n` of them.
 pub fn lines_at_least(path: &Path, n: usize, limit: Duration) -> Vec<String> {
-    poll(&format!("{n} lines in {}", path.display()), limit, || {
+    wait_for(&format!("{n} lines in {}", path.display()), limit, || {
         let l: Vec<String> = read(path).lines().map(str::to_string).collect();
         (l.len() >= n).then_some(l)
     })
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
-    poll("process exit", limit, || child.try_wait().unwrap())
-}
-
-/// A free loopback port (bound then released; the kernel does not hand it out again at once).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    wait_for("process exit", limit, || child.try_wait().unwrap())
 }
 
 /// A process with its stdout/stderr captured in files we can poll, killed (with its group) on drop.
@@ -129,7 +109,7 @@ impl Proc {
         read(&self.err)
     }
     pub fn wait_stderr(&self, needle: &str, limit: Duration) {
-        poll(&format!("{needle:?} on stderr"), limit, || {
+        wait_for(&format!("{needle:?} on stderr"), limit, || {
             self.stderr().contains(needle).then_some(())
         });
     }
@@ -142,7 +122,7 @@ impl Proc {
     /// Under `unshare --fork`, the namespace's PID 1 as seen from here: unshare's only child.
     pub fn ns_init(&self) -> i32 {
         let pid = self.pid();
-        poll("the namespace's PID 1", Duration::from_secs(5), || {
+        wait_for("the namespace's PID 1", Duration::from_secs(5), || {
             read(Path::new(&format!("/proc/{pid}/task/{pid}/children")))
                 .split_whitespace()
                 .next()?
@@ -415,57 +395,6 @@ impl Drop for Http {
     }
 }
 
-/// A Redis server on a loopback port, stopped on drop.
-pub struct Redis {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    pub fn start(port: u16) -> Redis {
-        let dir = tempdir();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        Redis { child, _dir: dir }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-fn as_postgres(prog: &str) -> Command {
-    // setpriv execs directly (runuser would fork), so the pid we hold is the server's.
-    let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid=postgres",
-        "--regid=postgres",
-        "--init-groups",
-        "--",
-    ])
-    .arg(format!("{PG_BIN}/{prog}"));
-    c
-}
-
 /// A PostgreSQL cluster in a temp dir (initdb'd once per test), server on a loopback port, stopped on drop.
 pub struct Postgres {
     pub data: PathBuf,
@@ -475,19 +404,7 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn init(port: u16) -> Postgres {
-        let dir = tempdir();
-        let data = dir.path().join("data");
-        std::os::unix::fs::chown(dir.path(), Some(uid_of("postgres")), None).unwrap();
-        let out = as_postgres("initdb")
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (dir, data) = initdb(&["-A", "trust"]);
         let mut conf = fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))
@@ -570,21 +487,53 @@ pub enum Until<'a> {
     After(Duration),
 }
 
-/// Starts `airflow scheduler` with `env` (directly, and as PID 1 too when root), sends SIGTERM at `until`: the
-/// entrypoint must exit 143 within 1.5 s, saying `said`, without running the command.
+/// Two tests from `fn body(inits: &[Init])`: `exec` starts the entrypoint directly, `pid1` as PID 1 of a new PID
+/// namespace (needs root, so `#[ignore]`d: scripts/test runs it as root).
+#[macro_export]
+macro_rules! exec_and_pid1_tests {
+    ($exec:ident, $pid1:ident, $body:ident) => {
+        #[test]
+        fn $exec() {
+            $body(&[$crate::util::Init::Exec]);
+        }
+
+        #[test]
+        #[ignore = "needs root: scripts/test runs it as root"]
+        fn $pid1() {
+            $crate::require_root!();
+            $body(&[$crate::util::Init::Pid1]);
+        }
+    };
+}
+
+/// How [`sigterm_stops_start_up`] starts the entrypoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// Directly, as a child of the test.
+    Exec,
+    /// As PID 1 of a new PID namespace (needs root: the test is `#[ignore = "needs root…"]`).
+    Pid1,
+}
+
+/// Starts `airflow scheduler` with `env` in each of `inits`, sends SIGTERM at `until`: the entrypoint must exit
+/// 143 within 1.5 s, saying `said`, without running the command.
 pub fn sigterm_stops_start_up(
+    inits: &[Init],
     env: &[(&str, &str)],
     until: Until,
     said: &str,
     wrap: fn(Command) -> Command,
 ) {
     let stub = Stub::new();
-    let mut cmds = vec![("exec", stub.entrypoint(&["airflow", "scheduler"]))];
-    if is_root() {
-        let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
-        c.env_clear().env("PATH", stub.path()).envs(same_user());
-        cmds.push(("pid1", c));
-    }
+    let cmds = inits.iter().map(|init| match init {
+        Init::Exec => ("exec", stub.entrypoint(&["airflow", "scheduler"])),
+        Init::Pid1 => {
+            require_root!();
+            let mut c = pid1(ENTRYPOINT, &["airflow", "scheduler"]);
+            c.env_clear().env("PATH", stub.path()).envs(same_user());
+            ("pid1", c)
+        }
+    });
     for (mode, mut c) in cmds {
         c.envs(env.iter().copied());
         let mut p = Proc::spawn(wrap(c));
