@@ -11,6 +11,7 @@ pub mod cross;
 pub(crate) mod digest;
 pub(crate) mod docker;
 pub mod image;
+pub(crate) mod layer_store;
 pub(crate) mod local;
 pub mod lock;
 pub mod next_build;

@@ -1,12 +1,13 @@
 //! Images in the local Docker engine, turned into what a registry stores: config blob, compressed layer blobs,
 //! an OCI image manifest per platform and an OCI image index over them.
 //!
-//! The images of a run are read with one `docker save` (shared layers come once) and each layer is compressed while
-//! it streams out of the engine (`compress`: deterministic, on every core); only the compressed layers are spooled,
-//! in a temporary folder removed at exit. The uncompressed digest of every layer is checked against the config's
-//! `diff_ids`.
+//! The layers of a run are read once (shared layers once): from the engine's layer store (`layer_store`, as
+//! `docker push` reads them), else with one `docker save`; each is compressed while it is read (`compress`:
+//! deterministic, on every core) and, when `publish` asks, sent to a registry at the same time (`Stream`). Only the
+//! compressed layers are spooled, in a temporary folder removed at exit. The uncompressed digest of every layer is
+//! checked against the config's `diff_ids`.
 //!
-//! Two small caches under `~/.cache/ap-airflow` make a re-publish or a tag move free of `docker save`: the config of
+//! Two small caches under `~/.cache/ap-airflow` make a re-publish or a tag move free of reading layers: the config of
 //! an image by image ID (`images/`), and the compressed digest and size of a layer by its `diff_id`, filed under the
 //! compressor's fingerprint (`layers/<fingerprint>/`).
 
@@ -38,6 +39,15 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+impl Platform {
+    /// `os/arch` when it is not the engine's own architecture: what `docker run --platform` needs to run it (under
+    /// emulation).
+    pub fn foreign(&self) -> Option<String> {
+        (self.architecture != crate::platform::Platform::native().arch())
+            .then(|| format!("{}/{}", self.os, self.architecture))
+    }
+}
+
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -67,7 +77,7 @@ pub struct LocalImage {
     pub digest: String,
 }
 
-/// What one tag points at: an OCI image index over one manifest per platform (one today: linux/amd64).
+/// What one tag points at: an OCI image index over one manifest per platform built locally (linux/amd64, linux/arm64).
 #[derive(Debug, Clone)]
 pub struct IndexedImage {
     pub images: Vec<LocalImage>,
@@ -183,14 +193,26 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
-fn image_id(reference: &str) -> anyhow::Result<Option<String>> {
+/// The engine's image ID and platform of a local image (no layer is read), or None when it has no such image.
+pub fn inspect(reference: &str) -> anyhow::Result<Option<(String, Platform)>> {
     let out = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", reference])
+        .args(["image", "inspect", "--format", "{{json .}}", reference])
         .stdin(Stdio::null())
         .output()
         .context("cannot run docker (is the Docker client installed?)")?;
     if out.status.success() {
-        return Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()));
+        // JSON, since Docker leaves out an empty Variant (a template naming it would fail).
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("docker image inspect {reference}: malformed output"))?;
+        let field = |name: &str| v[name].as_str().filter(|s| !s.is_empty()).map(String::from);
+        return Ok(Some((
+            field("Id").unwrap_or_default(),
+            Platform {
+                os: field("Os").unwrap_or_else(|| "linux".into()),
+                architecture: field("Architecture").unwrap_or_else(|| "amd64".into()),
+                variant: field("Variant"),
+            },
+        )));
     }
     let err = String::from_utf8_lossy(&out.stderr);
     if err.contains("No such image") || err.contains("No such object") {
@@ -200,6 +222,10 @@ fn image_id(reference: &str) -> anyhow::Result<Option<String>> {
         "cannot ask the Docker engine about {reference}: {}",
         err.split_whitespace().collect::<Vec<_>>().join(" ")
     )
+}
+
+fn image_id(reference: &str) -> anyhow::Result<Option<String>> {
+    Ok(inspect(reference)?.map(|(id, _)| id))
 }
 
 /// `$XDG_CACHE_HOME/ap-airflow`, else `~/.cache/ap-airflow`.
@@ -295,7 +321,8 @@ struct Spool {
     _dir: tempfile::TempDir,
 }
 
-/// What one `docker save` gave: per reference its config and uncompressed layers; per diff_id the compressed blob.
+/// What one read of the layers gave: per reference its config and uncompressed layers; per diff_id the compressed
+/// blob.
 struct Saved {
     images: Vec<(Vec<u8>, Vec<Blob>)>,
     compressed: HashMap<String, Blob>,
@@ -303,11 +330,22 @@ struct Saved {
 }
 
 impl Source {
-    /// Reads `references` from the engine (one platform image each), with one `docker save` at most.
+    /// Reads `references` from the engine (one platform image each), reading their layers once at most.
     pub fn load(
         references: &[String],
         spool_parent: &Path,
         compression: Compression,
+    ) -> anyhow::Result<(Source, Vec<LocalImage>)> {
+        Self::load_streaming(references, spool_parent, compression, None)
+    }
+
+    /// `load`, and when it reads the layers, every big layer's compressed bytes are also sent to `stream` while
+    /// they are produced (so an upload can overlap compression); the spool keeps them as well.
+    pub fn load_streaming(
+        references: &[String],
+        spool_parent: &Path,
+        compression: Compression,
+        stream: Option<Stream>,
     ) -> anyhow::Result<(Source, Vec<LocalImage>)> {
         let fingerprint = compression.fingerprint();
         let mut ids = Vec::new();
@@ -337,7 +375,7 @@ impl Source {
         let parts = match cached {
             Some(parts) => parts,
             None => {
-                let saved = source.save()?;
+                let saved = source.save(stream)?;
                 // manifest.json need not follow the order of the references: match on image IDs.
                 let mut parts = Vec::new();
                 for (reference, id) in references.iter().zip(&ids) {
@@ -418,11 +456,11 @@ impl Source {
         })
     }
 
-    /// Opens a compressed layer for upload, running `docker save` first if the layers are not spooled.
+    /// Opens a compressed layer for upload, reading the layers first if they are not spooled.
     pub fn open_blob(&self, digest: &str) -> anyhow::Result<std::fs::File> {
         let mut spool = self.spool.borrow_mut();
         if spool.as_ref().is_none_or(|s| !s.files.contains_key(digest)) {
-            let saved = self.save()?;
+            let saved = self.save(None)?;
             *spool = Some(saved.spool);
         }
         let path = spool
@@ -434,9 +472,38 @@ impl Source {
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))
     }
 
-    /// `docker save` of every reference, each layer compressed as it streams; caches what it learns.
-    fn save(&self) -> anyhow::Result<Saved> {
-        let saved = save_and_compress(&self.references, &self.spool_parent, self.compression)?;
+    /// Every layer of the references, each compressed as it is read; caches what it learns.
+    fn save(&self, stream: Option<Stream>) -> anyhow::Result<Saved> {
+        // The layer store first (no full temporary copy, compression starts at once), `docker save` when it cannot
+        // be read; AP_AIRFLOW_DOCKER_SAVE=1 forces `docker save` (the tests compare both).
+        let direct = if std::env::var_os("AP_AIRFLOW_DOCKER_SAVE").is_some_and(|v| v == "1") {
+            Err(anyhow!("AP_AIRFLOW_DOCKER_SAVE=1"))
+        } else {
+            crate::layer_store::Store::open().and_then(|store| {
+                read_store(
+                    &store,
+                    &self.references,
+                    &self.spool_parent,
+                    self.compression,
+                    stream.clone(),
+                )
+            })
+        };
+        let saved = match direct {
+            Ok(saved) => saved,
+            Err(e) => {
+                eprintln!(
+                    "  reading the images with docker save ({})",
+                    format!("{e:#}").replace('\n', " ")
+                );
+                save_and_compress(
+                    &self.references,
+                    &self.spool_parent,
+                    self.compression,
+                    stream,
+                )?
+            }
+        };
         for (config, diff_ids) in &saved.images {
             let id = sha256_digest(config);
             store_config(&id, config, diff_ids);
@@ -459,10 +526,52 @@ enum Entry {
     Link(String),
 }
 
+/// What a layer stream carries, in order: `Begin`, `Data`…, then `End` (or `Abort`), for each big layer.
+pub enum Piece {
+    Begin,
+    /// The layer's next compressed bytes.
+    Data(Vec<u8>),
+    /// The layer is complete: its compressed blob (the digest is only known now).
+    End(Blob),
+    /// Reading or compressing the layer failed: what was sent is no blob.
+    Abort,
+}
+
+/// A bounded channel: a slow receiver slows compression down, so memory stays at a few chunks.
+pub type Stream = std::sync::mpsc::SyncSender<Piece>;
+
+/// The compressed output of a layer: the spool file, and the stream while its receiver listens.
+struct Tee<W> {
+    file: W,
+    stream: Option<Stream>,
+}
+
+impl<W: Write> Tee<W> {
+    fn send(&mut self, piece: Piece) {
+        // A receiver that stopped (its upload failed) no longer gets anything; the spool still does.
+        if self.stream.as_ref().is_some_and(|s| s.send(piece).is_err()) {
+            self.stream = None;
+        }
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write_all(buf)?;
+        self.send(Piece::Data(buf.to_vec()));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 fn save_and_compress(
     references: &[String],
     spool_parent: &Path,
     compression: Compression,
+    stream: Option<Stream>,
 ) -> anyhow::Result<Saved> {
     let dir = tempfile::Builder::new()
         .prefix("ap-airflow-publish-")
@@ -477,7 +586,7 @@ fn save_and_compress(
         .spawn()
         .context("cannot run docker save")?;
     let stdout = child.stdout.take().expect("piped");
-    let read = read_save(stdout, dir.path(), compression);
+    let read = read_save(stdout, dir.path(), compression, stream);
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
@@ -556,13 +665,83 @@ fn save_and_compress(
     })
 }
 
+/// What `save_and_compress` gives, read from the engine's layer store instead (`layer_store`): each distinct layer
+/// once, in image order, compressed into the spool as it is reassembled (big ones also sent to `stream`).
+fn read_store(
+    store: &crate::layer_store::Store,
+    references: &[String],
+    spool_parent: &Path,
+    compression: Compression,
+    stream: Option<Stream>,
+) -> anyhow::Result<Saved> {
+    let dir = tempfile::Builder::new()
+        .prefix("ap-airflow-publish-")
+        .tempdir_in(spool_parent)
+        .with_context(|| format!("cannot make a spool folder in {}", spool_parent.display()))?;
+    let mut images = Vec::new();
+    let mut compressed: HashMap<String, Blob> = HashMap::new();
+    let mut plain: HashMap<String, Blob> = HashMap::new();
+    let mut files = HashMap::new();
+    for reference in references {
+        let id = image_id(reference)?.ok_or_else(|| anyhow!("{reference} vanished"))?;
+        let config = store.config(&id)?;
+        let parsed: ImageConfig =
+            serde_json::from_slice(&config).context("malformed image config")?;
+        let chains = crate::layer_store::chain_ids(&parsed.rootfs.diff_ids);
+        let mut diff_ids = Vec::new();
+        for (diff_id, chain) in parsed.rootfs.diff_ids.iter().zip(&chains) {
+            if !plain.contains_key(diff_id) {
+                let (mut layer, size) = store.layer(chain)?;
+                let file = dir.path().join(format!("layer-{}", files.len()));
+                let mut out = Tee {
+                    file: std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file)?),
+                    stream: stream.clone().filter(|_| size > IN_MEMORY),
+                };
+                out.send(Piece::Begin);
+                let c = crate::compress::compress(compression, &mut layer, size, &mut out, 0)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|c| {
+                        out.flush()?;
+                        if c.uncompressed.digest != *diff_id {
+                            bail!(
+                                "layer {diff_id} of {reference} reads back as {}",
+                                c.uncompressed.digest
+                            );
+                        }
+                        Ok(c)
+                    });
+                match c {
+                    Ok(c) => {
+                        out.send(Piece::End(c.compressed.clone()));
+                        files.insert(c.compressed.digest.clone(), file);
+                        compressed.insert(diff_id.clone(), c.compressed);
+                        plain.insert(diff_id.clone(), c.uncompressed);
+                    }
+                    Err(e) => {
+                        out.send(Piece::Abort);
+                        return Err(e.context(format!("reading layer {diff_id} of {reference}")));
+                    }
+                }
+            }
+            diff_ids.push(plain[diff_id].clone());
+        }
+        images.push((config, diff_ids));
+    }
+    Ok(Saved {
+        images,
+        compressed,
+        spool: Spool { files, _dir: dir },
+    })
+}
+
 /// Reads a `docker save` stream: small files into memory, big ones compressed into `dir`.
 fn read_save(
-    stream: impl Read,
+    save: impl Read,
     dir: &Path,
     compression: Compression,
+    stream: Option<Stream>,
 ) -> anyhow::Result<HashMap<String, Entry>> {
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(save);
     let mut files = HashMap::new();
     for (n, entry) in archive.entries()?.enumerate() {
         let mut entry = entry?;
@@ -583,12 +762,27 @@ fn read_save(
                     files.insert(path, Entry::Small(bytes));
                 } else {
                     let file = dir.join(format!("layer-{n}"));
-                    let mut f =
-                        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file)?);
-                    let c = crate::compress::compress(compression, &mut entry, size, &mut f, 0)
-                        .with_context(|| format!("compressing {path}"))?;
-                    f.flush()?;
-                    files.insert(path, Entry::Layer(c.uncompressed, c.compressed, file));
+                    let mut out = Tee {
+                        file: std::io::BufWriter::with_capacity(
+                            1 << 20,
+                            std::fs::File::create(&file)?,
+                        ),
+                        stream: stream.clone(),
+                    };
+                    out.send(Piece::Begin);
+                    let c = crate::compress::compress(compression, &mut entry, size, &mut out, 0)
+                        .with_context(|| format!("compressing {path}"))
+                        .and_then(|c| Ok((c, out.flush()?)));
+                    match c {
+                        Ok((c, ())) => {
+                            out.send(Piece::End(c.compressed.clone()));
+                            files.insert(path, Entry::Layer(c.uncompressed, c.compressed, file));
+                        }
+                        Err(e) => {
+                            out.send(Piece::Abort);
+                            return Err(e);
+                        }
+                    }
                 }
             }
             tar::EntryType::Symlink => {
@@ -719,7 +913,7 @@ mod tests {
             b.finish().unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
-        let files = read_save(&data[..], dir.path(), Compression::Gzip).unwrap();
+        let files = read_save(&data[..], dir.path(), Compression::Gzip, None).unwrap();
         let (p, f) = resolve(&files, "bb/layer.tar").unwrap();
         assert_eq!(p, "aa/layer.tar");
         assert!(matches!(f, Entry::Small(b) if b == b"abc"));

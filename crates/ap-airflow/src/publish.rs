@@ -7,6 +7,8 @@
 //!   interrupted publish (immutable tag already ours, floating tag elsewhere, and ours the newest build of the line
 //!   in that repository); never while a higher build of the line is in the repository;
 //! * `--dev`: immutable and CI tags only, no floating tag is ever touched;
+//! * every tag of a flavour points at one OCI image index over every platform built locally (`<tag>` for the native
+//!   architecture, `<tag>-<arch>` for another; `platform::Platform::local_tag`), the index being the tag's image;
 //! * order per flavour: blobs, per-platform manifests (by digest), the image index under the immutable tag, CI tag,
 //!   floating tag — a failure leaves at worst an immutable tag without its floating move, which the completion rule
 //!   finishes on retry.
@@ -24,7 +26,8 @@ use std::time::Instant;
 use anyhow::bail;
 
 use crate::compress::Compression;
-use crate::local::{Blob, IndexedImage, Source};
+use crate::local::{Blob, IndexedImage, Piece, Source};
+use crate::platform::Platform as Arch;
 use crate::registry::client::{Client, Manifest, Mount, Options};
 use crate::registry::{builds_in, RegistryArgs, Repository};
 use crate::release::{Flavour, Release};
@@ -75,156 +78,11 @@ pub struct Args {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The planner: pure, from "what the registry has" to tag actions.
+// The planner (pure) lives in `plan`; what follows acts on its steps.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TagKind {
-    Immutable,
-    Ci,
-    Floating,
-}
+mod plan;
 
-/// One flavour as this run wants it.
-#[derive(Debug, Clone)]
-pub struct Want {
-    pub flavour: Flavour,
-    /// The image IDs of the flavour's platforms (`IndexedImage::identity`): what the registry's tags are compared on.
-    pub identity: String,
-    pub build: u32,
-    /// `<airflow>` and `<distro><suffix>`: a tag `<airflow>-<N>-<distro><suffix>` is build N of this line.
-    pub airflow: String,
-    pub line_tail: String,
-    pub immutable: String,
-    pub floating: String,
-    pub ci: Option<String>,
-}
-
-/// What a repository holds for one flavour: per tag, the identity (image IDs) of what it points at.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Have {
-    pub immutable: Option<String>,
-    pub floating: Option<String>,
-    pub ci: Option<String>,
-    /// Highest N among the repository's `<airflow>-<N>-<distro><suffix>` tags.
-    pub highest_build: Option<u32>,
-    /// The build whose immutable tag the floating tag equals (the highest if several), when any.
-    pub floating_build: Option<u32>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Policy {
-    pub dev: bool,
-    pub move_floating: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// New immutable tag: blobs, then the manifest.
-    Publish,
-    /// Put the manifest under a tag that is absent or points elsewhere.
-    Tag {
-        from: Option<String>,
-        why: String,
-    },
-    Skip(String),
-    Refuse(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub flavour: Flavour,
-    pub kind: TagKind,
-    pub tag: String,
-    pub identity: String,
-    pub action: Action,
-}
-
-/// The steps for one repository, in execution order. When any step is a refusal, every step is (nothing is written).
-pub fn plan(wants: &[Want], haves: &[Have], policy: Policy) -> Vec<Step> {
-    let mut steps = Vec::new();
-    for (w, h) in wants.iter().zip(haves) {
-        let step = |kind, tag: &str, action| Step {
-            flavour: w.flavour,
-            kind,
-            tag: tag.to_owned(),
-            identity: w.identity.clone(),
-            action,
-        };
-        let newly = h.immutable.is_none();
-        steps.push(step(
-            TagKind::Immutable,
-            &w.immutable,
-            match &h.immutable {
-                None => Action::Publish,
-                Some(d) if *d == w.identity => {
-                    Action::Skip("already published with this image ID".into())
-                }
-                Some(d) => Action::Refuse(format!(
-                    "{} already holds image {d}, the local image is {} (a rebuild needs a new build number)",
-                    w.immutable, w.identity
-                )),
-            },
-        ));
-        if let Some(ci) = &w.ci {
-            steps.push(step(
-                TagKind::Ci,
-                ci,
-                match &h.ci {
-                    None => Action::Tag {
-                        from: None,
-                        why: "CI build".into(),
-                    },
-                    Some(d) if *d == w.identity => Action::Skip("already points here".into()),
-                    Some(d) => {
-                        Action::Refuse(format!("CI tag {ci} already holds another image ({d})"))
-                    }
-                },
-            ));
-        }
-        let mv = |why: &str| Action::Tag {
-            from: h.floating.clone(),
-            why: why.to_owned(),
-        };
-        let floating = if policy.dev {
-            Action::Skip("--dev never touches floating tags".into())
-        } else if let Some(n) = h.highest_build.filter(|&n| n > w.build) {
-            Action::Skip(format!(
-                "build {n} of this line is newer; floating tags never move back"
-            ))
-        } else if h.floating.as_deref() == Some(&w.identity) {
-            Action::Skip("already points here".into())
-        } else if newly {
-            mv("new build")
-        } else if policy.move_floating {
-            mv("--move-floating")
-        } else if h.floating.is_none() {
-            // What an interrupted first publish leaves: immutable tag written, floating tag not yet.
-            mv("completing a publish: floating tag missing")
-        } else if let Some(n) = h.floating_build.filter(|&n| n < w.build) {
-            // What an interrupted publish of a new build leaves: floating tag still at the previous build.
-            mv(&format!(
-                "completing a publish: floating tag was at build {n}"
-            ))
-        } else {
-            Action::Skip(
-                "points to an image that is no older build of this line; --move-floating moves it"
-                    .into(),
-            )
-        };
-        steps.push(step(TagKind::Floating, &w.floating, floating));
-    }
-    if let Some(reason) = steps.iter().find_map(|s| match &s.action {
-        Action::Refuse(r) => Some(r.clone()),
-        _ => None,
-    }) {
-        for s in &mut steps {
-            if !matches!(s.action, Action::Refuse(_)) {
-                s.action = Action::Refuse(format!("repository refused: {reason}"));
-            }
-        }
-    }
-    steps
-}
+pub use plan::{plan, Action, Have, Policy, Step, TagKind, Want};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Execution.
@@ -363,6 +221,73 @@ pub fn read_remote(
     ))
 }
 
+/// What a repository holds for the wanted flavours, read before anything is written anywhere.
+pub struct Gathered {
+    pub tags: Vec<String>,
+    pub haves: Vec<Have>,
+    /// Per flavour: what its immutable tag holds now, when it does.
+    pub remote_immutable: Vec<Option<Bundle>>,
+}
+
+/// Reads a repository's tags and what the line's tags point at (read-only).
+pub fn gather_haves(
+    client: &mut Client,
+    repo: &Repository,
+    wants: &[Want],
+) -> anyhow::Result<Gathered> {
+    let tags = client.list_tags(&repo.name)?;
+    let mut haves = Vec::new();
+    let mut remote_immutable: Vec<Option<Bundle>> = Vec::new();
+    for w in wants {
+        let has = |t: &str| tags.iter().any(|x| x == t);
+        let read = |client: &mut Client, t: &str| -> anyhow::Result<Option<(String, Bundle)>> {
+            if !has(t) {
+                return Ok(None);
+            }
+            match client.get_manifest(&repo.name, t)? {
+                Some(m) => Ok(Some(read_remote(client, &repo.name, m)?)),
+                None => Ok(None),
+            }
+        };
+        let immutable = read(client, &w.immutable)?;
+        let floating = read(client, &w.floating)?;
+        let ci = match &w.ci {
+            Some(t) => read(client, t)?,
+            None => None,
+        };
+        let mut h = Have {
+            immutable: immutable.as_ref().map(|(i, _)| i.clone()),
+            floating: floating.as_ref().map(|(i, _)| i.clone()),
+            ci: ci.map(|(i, _)| i),
+            highest_build: builds_in(&tags, &w.airflow, &w.line_tail, "")
+                .into_iter()
+                .max(),
+            floating_build: None,
+        };
+        if h.floating.is_some() && h.floating != Some(w.identity.clone()) && h.immutable.is_some() {
+            // Which older build is the floating tag at? Only needed to recognise an interrupted publish.
+            let fdigest = floating.as_ref().map(|(_, b)| b.top.digest.clone());
+            let mut older = builds_in(&tags, &w.airflow, &w.line_tail, "");
+            older.retain(|&n| n < w.build);
+            older.sort_unstable_by(|a, b| b.cmp(a));
+            for n in older {
+                let tag = format!("{}-{n}-{}", w.airflow, w.line_tail);
+                if client.manifest_digest(&repo.name, &tag)? == fdigest {
+                    h.floating_build = Some(n);
+                    break;
+                }
+            }
+        }
+        haves.push(h);
+        remote_immutable.push(immutable.map(|(_, b)| b));
+    }
+    Ok(Gathered {
+        tags,
+        haves,
+        remote_immutable,
+    })
+}
+
 struct Run<'a> {
     dry_run: bool,
     ctx: &'a Context,
@@ -371,6 +296,8 @@ struct Run<'a> {
     signer: Option<crate::attach::Signer>,
     /// SBOM documents by subject digest, made once per run.
     sboms: HashMap<String, Vec<u8>>,
+    /// Probe results by image ID, each image probed once per run.
+    probes: HashMap<String, crate::sbom::Probed>,
     /// Per registry and subject digest: a repository holding its `.sbom` artifact (copied, not remade, elsewhere).
     sbom_held: HashMap<(String, String), String>,
     opts: crate::registry::Options,
@@ -384,6 +311,8 @@ struct Run<'a> {
     problems: Vec<String>,
     images: &'a BTreeMap<Flavour, IndexedImage>,
     source: &'a Source,
+    /// Per repository: the layers uploaded while they compressed.
+    streamed: HashMap<String, Vec<Blob>>,
 }
 
 fn human(bytes: u64) -> String {
@@ -423,6 +352,25 @@ fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
 }
 
+/// What an SBOM describes: a flavour's index (with its platform manifests and the local image each one is), or one
+/// platform's manifest (the local image's index in the flavour).
+enum SbomOf<'t> {
+    Index(Flavour, &'t str, Vec<(String, usize)>),
+    Platform(Flavour, usize, &'t str),
+}
+
+impl SbomOf<'_> {
+    fn what(&self, run: &Run) -> String {
+        match self {
+            SbomOf::Index(_, _, children) if children.len() > 1 => {
+                format!("the index, {} platforms", children.len())
+            }
+            SbomOf::Index(..) => "the index".into(),
+            SbomOf::Platform(f, i, _) => run.images[f].images[*i].platform.to_string(),
+        }
+    }
+}
+
 impl Run<'_> {
     fn client(&mut self, repo: &Repository) -> anyhow::Result<&mut Client> {
         client(&mut self.clients, repo, &self.opts)
@@ -432,68 +380,29 @@ impl Run<'_> {
         &mut self,
         repo: &Repository,
         wants: &[Want],
+        gathered: Gathered,
         policy: Policy,
     ) -> anyhow::Result<()> {
         let dry = self.dry_run;
         let client = self.client(repo)?;
         say(&format!("==> {repo} ({})", client.base_url()));
-        let tags = client.list_tags(&repo.name)?;
-        let mut haves = Vec::new();
-        // Per flavour: what its immutable tag holds now, when it does.
-        let mut remote_immutable: Vec<Option<Bundle>> = Vec::new();
-        for w in wants {
-            let has = |t: &str| tags.iter().any(|x| x == t);
-            let read = |client: &mut Client, t: &str| -> anyhow::Result<Option<(String, Bundle)>> {
-                if !has(t) {
-                    return Ok(None);
-                }
-                match client.get_manifest(&repo.name, t)? {
-                    Some(m) => Ok(Some(read_remote(client, &repo.name, m)?)),
-                    None => Ok(None),
-                }
-            };
-            let immutable = read(client, &w.immutable)?;
-            let floating = read(client, &w.floating)?;
-            let ci = match &w.ci {
-                Some(t) => read(client, t)?,
-                None => None,
-            };
-            let mut h = Have {
-                immutable: immutable.as_ref().map(|(i, _)| i.clone()),
-                floating: floating.as_ref().map(|(i, _)| i.clone()),
-                ci: ci.map(|(i, _)| i),
-                highest_build: builds_in(&tags, &w.airflow, &w.line_tail, "")
-                    .into_iter()
-                    .max(),
-                floating_build: None,
-            };
-            if h.floating.is_some()
-                && h.floating != Some(w.identity.clone())
-                && h.immutable.is_some()
-            {
-                // Which older build is the floating tag at? Only needed to recognise an interrupted publish.
-                let fdigest = floating.as_ref().map(|(_, b)| b.top.digest.clone());
-                let mut older = builds_in(&tags, &w.airflow, &w.line_tail, "");
-                older.retain(|&n| n < w.build);
-                older.sort_unstable_by(|a, b| b.cmp(a));
-                for n in older {
-                    let tag = format!("{}-{n}-{}", w.airflow, w.line_tail);
-                    if client.manifest_digest(&repo.name, &tag)? == fdigest {
-                        h.floating_build = Some(n);
-                        break;
-                    }
-                }
-            }
-            haves.push(h);
-            remote_immutable.push(immutable.map(|(_, b)| b));
-        }
+        let Gathered {
+            tags,
+            haves,
+            remote_immutable,
+        } = gathered;
         let steps = plan(wants, &haves, policy);
-        let refused = steps.iter().any(|s| matches!(s.action, Action::Refuse(_)));
+        let refused = steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Refuse { .. }));
         if refused {
             let first = steps
                 .iter()
                 .find_map(|s| match &s.action {
-                    Action::Refuse(r) if !r.starts_with("repository refused") => Some(r.clone()),
+                    Action::Refuse {
+                        reason,
+                        cascaded: false,
+                    } => Some(reason.clone()),
                     _ => None,
                 })
                 .unwrap_or_default();
@@ -509,7 +418,7 @@ impl Run<'_> {
                 .expect("a step of a want");
             let mut digest = self.images[&s.flavour].digest.clone();
             let action = match &s.action {
-                Action::Refuse(_) => "refused".to_owned(),
+                Action::Refuse { .. } => "refused".to_owned(),
                 Action::Skip(why) => {
                     say(&format!("  skip {}: {why}", s.tag));
                     if s.kind == TagKind::Immutable {
@@ -519,7 +428,7 @@ impl Run<'_> {
                             targets.insert(s.flavour, b.clone());
                             digest = b.top.digest.clone();
                             // A previous run may have stopped before its attachments: they are completed here.
-                            self.attach(repo, s.flavour, &b.top, &s.tag, &tags)?;
+                            self.attach(repo, s.flavour, b, &s.tag, &tags)?;
                         }
                     } else if let Some(t) = targets.get(&s.flavour) {
                         digest = t.top.digest.clone();
@@ -542,7 +451,7 @@ impl Run<'_> {
                         self.remember(repo, &s.identity, &bundle);
                     }
                     digest = bundle.top.digest.clone();
-                    self.attach(repo, s.flavour, &bundle.top, &s.tag, &tags)?;
+                    self.attach(repo, s.flavour, &bundle, &s.tag, &tags)?;
                     targets.insert(s.flavour, bundle);
                     "published".to_owned()
                 }
@@ -579,94 +488,33 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// SBOM and signature of the digest an immutable tag points at, each unless already there.
+    /// SBOMs (the index's and one per platform manifest) and the signature of the digest an immutable tag points
+    /// at, each unless already there.
     fn attach(
         &mut self,
         repo: &Repository,
         flavour: Flavour,
-        top: &Manifest,
+        bundle: &Bundle,
         tag: &str,
         tags: &[String],
     ) -> anyhow::Result<()> {
         use crate::attach;
         let dry = self.dry_run;
-        let subject = Blob {
-            digest: top.digest.clone(),
-            size: top.bytes.len() as u64,
-        };
+        let top = &bundle.top;
         if !self.no_sbom {
-            let sbom_tag = attach::cosign_tag(&top.digest, ".sbom");
-            let key = (repo.registry.clone(), top.digest.clone());
-            let held = self
-                .sbom_held
-                .get(&key)
-                .filter(|r| **r != repo.name)
-                .cloned();
-            if tags.contains(&sbom_tag) {
-                say(&format!("  skip sbom {sbom_tag} (attached)"));
-                self.sbom_held
-                    .entry(key)
-                    .or_insert_with(|| repo.name.clone());
-            } else if let Some(from) = held {
-                // Another repository of this registry holds it: the same artifact, its blobs mounted.
-                say(&format!(
-                    "  attach sbom {repo}:{sbom_tag} (copied from {from})"
-                ));
-                if !dry {
-                    let client = self.client(repo)?;
-                    let m = client
-                        .get_manifest(&from, &sbom_tag)?
-                        .ok_or_else(|| anyhow::anyhow!("{from}:{sbom_tag} vanished"))?;
-                    let v: serde_json::Value = serde_json::from_slice(&m.bytes)?;
-                    for d in v["layers"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .chain([&v["config"]])
-                    {
-                        let digest = d["digest"].as_str().unwrap_or_default();
-                        if !client.blob_exists(&repo.name, digest)? {
-                            if let Mount::Upload(_) =
-                                client.mount_blob(&repo.name, digest, &from)?
-                            {
-                                bail!(
-                                    "registry {} did not mount {digest} from {from}",
-                                    repo.registry
-                                );
-                            }
-                        }
-                    }
-                    client.put_manifest(&repo.name, &m.digest, &m.bytes, &m.media_type)?;
-                    client.put_manifest(&repo.name, &sbom_tag, &m.bytes, &m.media_type)?;
-                }
+            let children = self.platform_children(flavour, bundle);
+            // An older publish's single manifest (no index) is its own only platform.
+            let parts = if children.is_empty() {
+                vec![(top.digest.clone(), 0)]
             } else {
-                say(&format!("  attach sbom {repo}:{sbom_tag}"));
-                if !dry {
-                    let doc = self.sbom_for(flavour, &top.digest, tag)?;
-                    let art = attach::sbom_artifact(&doc, &subject, &top.media_type);
-                    self.push_artifact(repo, &art)?;
-                    let digest = art.digest();
-                    let client = self.client(repo)?;
-                    client.put_manifest(
-                        &repo.name,
-                        &digest,
-                        &art.manifest,
-                        crate::local::OCI_MANIFEST,
-                    )?;
-                    if client.last_oci_subject.as_deref() == Some(top.digest.as_str()) {
-                        say("    (registry indexed it as a referrer: OCI 1.1 referrers API)");
-                    }
-                    self.sbom_held
-                        .entry(key)
-                        .or_insert_with(|| repo.name.clone());
-                    let client = self.client(repo)?;
-                    client.put_manifest(
-                        &repo.name,
-                        &sbom_tag,
-                        &art.manifest,
-                        crate::local::OCI_MANIFEST,
-                    )?;
-                }
+                children
+                    .iter()
+                    .map(|(c, i)| (c.digest.clone(), *i))
+                    .collect()
+            };
+            self.attach_sbom(repo, top, tags, SbomOf::Index(flavour, tag, parts))?;
+            for (child, i) in children {
+                self.attach_sbom(repo, &child, tags, SbomOf::Platform(flavour, i, tag))?;
             }
         }
         if let Some(signer) = &self.signer {
@@ -711,28 +559,171 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn sbom_for(&mut self, flavour: Flavour, digest: &str, tag: &str) -> anyhow::Result<Vec<u8>> {
-        if let Some(d) = self.sboms.get(digest) {
-            return Ok(d.clone());
+    /// The SBOM artifact of `subject` (an index or a platform manifest), unless attached: copied from another
+    /// repository of the registry holding it, else made from the image's probe.
+    fn attach_sbom(
+        &mut self,
+        repo: &Repository,
+        subject: &Manifest,
+        tags: &[String],
+        of: SbomOf,
+    ) -> anyhow::Result<()> {
+        use crate::attach;
+        let dry = self.dry_run;
+        let sbom_tag = attach::cosign_tag(&subject.digest, ".sbom");
+        let key = (repo.registry.clone(), subject.digest.clone());
+        let held = self
+            .sbom_held
+            .get(&key)
+            .filter(|r| **r != repo.name)
+            .cloned();
+        if tags.contains(&sbom_tag) {
+            say(&format!("  skip sbom {sbom_tag} (attached)"));
+            self.sbom_held
+                .entry(key)
+                .or_insert_with(|| repo.name.clone());
+        } else if let Some(from) = held {
+            // Another repository of this registry holds it: the same artifact, its blobs mounted.
+            say(&format!(
+                "  attach sbom {repo}:{sbom_tag} (copied from {from})"
+            ));
+            if !dry {
+                let client = self.client(repo)?;
+                let m = client
+                    .get_manifest(&from, &sbom_tag)?
+                    .ok_or_else(|| anyhow::anyhow!("{from}:{sbom_tag} vanished"))?;
+                let v: serde_json::Value = serde_json::from_slice(&m.bytes)?;
+                for d in v["layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .chain([&v["config"]])
+                {
+                    let digest = d["digest"].as_str().unwrap_or_default();
+                    if !client.blob_exists(&repo.name, digest)? {
+                        if let Mount::Upload(_) = client.mount_blob(&repo.name, digest, &from)? {
+                            bail!(
+                                "registry {} did not mount {digest} from {from}",
+                                repo.registry
+                            );
+                        }
+                    }
+                }
+                client.put_manifest(&repo.name, &m.digest, &m.bytes, &m.media_type)?;
+                client.put_manifest(&repo.name, &sbom_tag, &m.bytes, &m.media_type)?;
+            }
+        } else {
+            say(&format!(
+                "  attach sbom {repo}:{sbom_tag} ({})",
+                of.what(self)
+            ));
+            if !dry {
+                let doc = self.sbom_doc(&of, &subject.digest)?;
+                let blob = Blob {
+                    digest: subject.digest.clone(),
+                    size: subject.bytes.len() as u64,
+                };
+                let art = attach::sbom_artifact(&doc, &blob, &subject.media_type);
+                self.push_artifact(repo, &art)?;
+                let digest = art.digest();
+                let client = self.client(repo)?;
+                client.put_manifest(
+                    &repo.name,
+                    &digest,
+                    &art.manifest,
+                    crate::local::OCI_MANIFEST,
+                )?;
+                if client.last_oci_subject.as_deref() == Some(subject.digest.as_str()) {
+                    say("    (registry indexed it as a referrer: OCI 1.1 referrers API)");
+                }
+                client.put_manifest(
+                    &repo.name,
+                    &sbom_tag,
+                    &art.manifest,
+                    crate::local::OCI_MANIFEST,
+                )?;
+                self.sbom_held
+                    .entry(key)
+                    .or_insert_with(|| repo.name.clone());
+            }
         }
-        let image = &self.images[&flavour].images[0];
-        say(&format!("  probing {} for its SBOM", image.reference));
-        let (doc, problems) = crate::sbom::make(
-            self.ctx,
-            &image.reference,
-            Some(&self.release),
-            tag,
-            digest,
-            &image.config,
-        )?;
-        if !problems.is_empty() {
+        Ok(())
+    }
+
+    /// The per-platform manifests of a bundle with the index of the local image each one is (by image ID);
+    /// entries that are no local image (attestations) are left out.
+    fn platform_children(&self, flavour: Flavour, bundle: &Bundle) -> Vec<(Manifest, usize)> {
+        let images = &self.images[&flavour].images;
+        bundle
+            .children
+            .iter()
+            .filter_map(|c| {
+                let config = serde_json::from_slice::<ManifestJson>(&c.bytes)
+                    .ok()?
+                    .config?
+                    .digest;
+                let i = images.iter().position(|i| i.id == config)?;
+                Some((c.clone(), i))
+            })
+            .collect()
+    }
+
+    /// What a probe of one platform image found (probed once per run), checked against the lock.
+    fn probed(&mut self, flavour: Flavour, i: usize) -> anyhow::Result<&crate::sbom::Probed> {
+        let image = &self.images[&flavour].images[i];
+        if !self.probes.contains_key(&image.id) {
+            say(&format!("  probing {} for its SBOM", image.reference));
+            let platform = image.platform.foreign();
+            let p = crate::sbom::probe_checked(
+                self.ctx,
+                &image.reference,
+                platform.as_deref(),
+                Some(&self.release),
+            )?;
+            self.probes.insert(image.id.clone(), p);
+        }
+        let p = &self.probes[&image.id];
+        if !p.problems.is_empty() {
             bail!(
                 "the SBOM of {} disagrees with the lock: {}",
                 image.reference,
-                problems.join("; ")
+                p.problems.join("; ")
             );
         }
-        self.sboms.insert(digest.to_owned(), doc.clone());
+        Ok(p)
+    }
+
+    /// The SBOM document for `subject`: an index's lists every platform (with the manifests `bundle` names), a
+    /// platform manifest's lists that image. Made once per subject per run.
+    fn sbom_doc(&mut self, of: &SbomOf, subject: &str) -> anyhow::Result<Vec<u8>> {
+        if let Some(d) = self.sboms.get(subject) {
+            return Ok(d.clone());
+        }
+        let (flavour, tag, which) = match of {
+            SbomOf::Index(f, t, children) => (*f, *t, children.clone()),
+            SbomOf::Platform(f, i, t) => (*f, *t, vec![(subject.to_owned(), *i)]),
+        };
+        for (_, i) in &which {
+            self.probed(flavour, *i)?;
+        }
+        let images = &self.images[&flavour].images;
+        let first = &images[which.first().map_or(0, |(_, i)| *i)];
+        let parts: Vec<crate::sbom::PlatformPart> = which
+            .iter()
+            .map(|(digest, i)| crate::sbom::PlatformPart {
+                arch: images[*i].platform.architecture.clone(),
+                manifest_digest: digest.clone(),
+                probe: &self.probes[&images[*i].id].probe,
+            })
+            .collect();
+        let subject_of = crate::sbom::Subject {
+            tag: tag.to_owned(),
+            digest: subject.to_owned(),
+            created: crate::sbom::created_of(&first.config),
+            distro: self.probes[&first.id].distro.clone(),
+        };
+        let doc = crate::sbom::index_document(&subject_of, &parts);
+        self.sboms.insert(subject.to_owned(), doc.clone());
         Ok(doc)
     }
 
@@ -849,8 +840,17 @@ impl Run<'_> {
                 "layer"
             };
             let known_elsewhere = self.held_elsewhere(repo, &blob.digest);
+            let streamed = self
+                .streamed
+                .get(&repo.to_string())
+                .is_some_and(|s| s.contains(blob));
             let client = self.client(repo)?;
-            if client.blob_exists(&repo.name, &blob.digest)? {
+            if streamed {
+                say(&format!(
+                    "  skip {what} {} (pushed while compressing)",
+                    blob.digest
+                ));
+            } else if client.blob_exists(&repo.name, &blob.digest)? {
                 say(&format!("  skip {what} {} (present)", blob.digest));
             } else {
                 let mut location = None;
@@ -881,24 +881,8 @@ impl Run<'_> {
                 }
                 if let Some(loc) = location {
                     let mut reader = self.open_blob(&blob.digest)?;
-                    let bar = indicatif::ProgressBar::new(blob.size);
-                    bar.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "    {bytes}/{total_bytes} {bar:30} {bytes_per_sec}",
-                        )
-                        .expect("static template"),
-                    );
-                    let mut wrapped = bar.wrap_read(&mut reader);
                     let client = self.client(repo)?;
-                    let r = client.finish_upload(
-                        &repo.name,
-                        &loc,
-                        &blob.digest,
-                        blob.size,
-                        &mut wrapped,
-                    );
-                    bar.finish_and_clear();
-                    r?;
+                    upload_blob(client, &repo.name, &loc, blob, &mut reader)?;
                 }
             }
             self.note_held(repo, &blob.digest);
@@ -907,22 +891,46 @@ impl Run<'_> {
     }
 }
 
+/// Sends a blob's bytes into an upload session opened for it (`start_upload`, or a mount the registry declined),
+/// with a byte progress bar on a terminal.
+pub fn upload_blob(
+    client: &mut Client,
+    repo: &str,
+    location: &str,
+    blob: &Blob,
+    data: &mut dyn std::io::Read,
+) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(blob.size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "    {bytes}/{total_bytes} {bar:30} {bytes_per_sec}",
+        )
+        .expect("static template"),
+    );
+    let mut wrapped = bar.wrap_read(data);
+    let r = client.finish_upload(repo, location, &blob.digest, blob.size, &mut wrapped);
+    bar.finish_and_clear();
+    r
+}
+
 fn short(identity: &str) -> String {
     let first = identity.split(',').next().unwrap_or(identity);
     let hex = first.strip_prefix("sha256:").unwrap_or(first);
     format!("sha256:{}", &hex[..hex.len().min(12)])
 }
 
+/// What this run wants per flavour; `identity` is the flavour's image IDs (`IndexedImage::identity`), known from
+/// the engine before any layer is read.
 pub fn wants(
     release: &Release,
-    images: &BTreeMap<Flavour, IndexedImage>,
+    identities: &BTreeMap<Flavour, String>,
     build_number: Option<u64>,
 ) -> Vec<Want> {
     Flavour::ALL
         .iter()
         .map(|&f| Want {
             flavour: f,
-            identity: images[&f].identity(),
+            identity: identities[&f].clone(),
             build: release.build,
             airflow: release.airflow.clone(),
             line_tail: format!("{}{}", release.distro, f.suffix()),
@@ -931,6 +939,166 @@ pub fn wants(
             ci: build_number.map(|b| release.ci_tag(f, b)),
         })
         .collect()
+}
+
+/// A flavour's local images: per platform built, its local name and image ID.
+pub type LocalNames = Vec<(Arch, String, String)>;
+
+/// The local images of each flavour, one per platform built: `<source>:<immutable tag>` for the engine's native
+/// architecture, `<source>:<immutable tag>-<arch>` for another (`platform::Platform::local_tag`). Each image's
+/// architecture must be the one its name says, both flavours must have the same platforms, and a platform built for
+/// neither is said in one line: what exists is published.
+pub fn local_platforms(
+    source_repo: &str,
+    release: &Release,
+) -> anyhow::Result<Vec<(Flavour, LocalNames)>> {
+    let mut out = Vec::new();
+    let mut missing: BTreeMap<Arch, Vec<String>> = BTreeMap::new();
+    for f in Flavour::ALL {
+        let mut present = Vec::new();
+        for arch in Arch::ALL {
+            let reference = format!(
+                "{source_repo}:{}",
+                arch.local_tag(&release.immutable_tag(f))
+            );
+            match crate::local::inspect(&reference)? {
+                Some((_, platform)) if platform.architecture != arch.arch() => bail!(
+                    "{reference} is a {platform} image, but its name makes it the {arch} image (nothing pushed)"
+                ),
+                Some((id, _)) => present.push((arch, reference, id)),
+                None => missing.entry(arch).or_default().push(reference),
+            }
+        }
+        if present.is_empty() {
+            let native = format!(
+                "{source_repo}:{}",
+                Arch::native().local_tag(&release.immutable_tag(f))
+            );
+            bail!("local image {native} not found in the Docker engine (build it first, or pass --source-repository)");
+        }
+        out.push((f, present));
+    }
+    let sets: Vec<Vec<Arch>> = out
+        .iter()
+        .map(|(_, ps)| ps.iter().map(|(a, _, _)| *a).collect())
+        .collect();
+    if sets.windows(2).any(|w| w[0] != w[1]) {
+        let (partial, names) = missing
+            .iter()
+            .next()
+            .expect("sets differ, so some platform is missing");
+        // An immutable tag is written once: an index lacking a platform the other flavour has would stay so.
+        bail!(
+            "{partial} is built for one flavour but not the other ({} missing): build both flavours or neither",
+            names.join(", ")
+        );
+    }
+    let built: Vec<String> = sets[0].iter().map(|a| a.to_string()).collect();
+    for (arch, names) in &missing {
+        say(&format!(
+            "{arch} not built locally ({}): publishing {} only",
+            names.join(", "),
+            built.join(" and ")
+        ));
+    }
+    Ok(out)
+}
+
+/// The repository layers can be uploaded to while they compress: the first one (in `--to` order) whose plan
+/// publishes every flavour from the local images (no refusal, and no tag of a repository of its registry holding
+/// the images already: their blobs are there, and a new build of the same images only needs manifests). At most
+/// one: the others get the spooled layers, or mounts.
+fn stream_target<'t>(
+    targets: &'t [Repository],
+    gathered: &[Option<Gathered>],
+    wants: &[Want],
+    policy: Policy,
+) -> Option<&'t Repository> {
+    let held_in = |registry: &str, identity: &str| {
+        targets.iter().zip(gathered).any(|(r, g)| {
+            r.registry == registry
+                && g.as_ref().is_some_and(|g| {
+                    g.haves.iter().any(|h| {
+                        [&h.immutable, &h.floating, &h.ci]
+                            .iter()
+                            .any(|t| t.as_deref() == Some(identity))
+                    })
+                })
+        })
+    };
+    targets.iter().zip(gathered).find_map(|(repo, g)| {
+        let steps = plan(wants, &g.as_ref()?.haves, policy);
+        let publishes_all = steps
+            .iter()
+            .filter(|s| s.kind == TagKind::Immutable)
+            .all(|s| s.action == Action::Publish && !held_in(&repo.registry, &s.identity));
+        publishes_all.then_some(repo)
+    })
+}
+
+/// Receives a stream's pieces as one layer's bytes: ends at the layer's `End` (kept), fails on `Abort` or when the
+/// sender is gone.
+struct LayerReader<'r> {
+    rx: &'r std::sync::mpsc::Receiver<Piece>,
+    buf: Vec<u8>,
+    pos: usize,
+    end: Option<Blob>,
+}
+
+impl std::io::Read for LayerReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.end.is_some() {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Piece::Data(d)) => (self.buf, self.pos) = (d, 0),
+                Ok(Piece::End(blob)) => self.end = Some(blob),
+                Ok(Piece::Abort) => return Err(std::io::Error::other("the layer was not read")),
+                Ok(Piece::Begin) | Err(_) => {
+                    return Err(std::io::Error::other("the layer stream broke off"))
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Uploads each layer of the stream while `docker save` and the compressor still produce it, as `docker push`
+/// does: an upload session per layer, its bytes sent in one chunked PATCH as they come, closed by the PUT with the
+/// digest once the compressor knows it. Returns the layers uploaded.
+fn stream_uploads(
+    client: &mut Client,
+    repo: &str,
+    rx: std::sync::mpsc::Receiver<Piece>,
+) -> anyhow::Result<Vec<Blob>> {
+    let mut done = Vec::new();
+    while let Ok(piece) = rx.recv() {
+        if !matches!(piece, Piece::Begin) {
+            bail!("internal: a layer stream without its start");
+        }
+        let location = client.start_upload(repo)?;
+        let mut layer = LayerReader {
+            rx: &rx,
+            buf: Vec::new(),
+            pos: 0,
+            end: None,
+        };
+        let location = client.patch_upload(repo, &location, &mut layer)?;
+        let blob = layer.end.take().expect("the reader ends at End");
+        client.close_upload(repo, &location, &blob.digest)?;
+        say(&format!(
+            "  pushed layer {} {} ({}) while compressing",
+            blob.digest,
+            blob.size,
+            human(blob.size)
+        ));
+        done.push(blob);
+    }
+    Ok(done)
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -980,36 +1148,118 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let spool = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let references: Vec<String> = Flavour::ALL
+    let locals = local_platforms(&source_repo, release)?;
+    let identities: BTreeMap<Flavour, String> = locals
         .iter()
-        .map(|&f| format!("{source_repo}:{}", release.immutable_tag(f)))
+        .map(|(f, ps)| {
+            let mut ids: Vec<&str> = ps.iter().map(|(_, _, id)| id.as_str()).collect();
+            ids.sort_unstable();
+            (*f, ids.join(","))
+        })
         .collect();
-    say(&format!(
-        "reading {} from the Docker engine",
-        references.join(" and ")
-    ));
-    let (source, locals) = Source::load(&references, &spool, args.compression)?;
-    let mut images = BTreeMap::new();
-    for (f, image) in Flavour::ALL.iter().zip(locals) {
-        say(&format!(
-            "  {}: image {}, {} {} ({} layers, {} compressed)",
-            image.reference,
-            short(&image.id),
-            image.platform,
-            image.digest,
-            image.layers.len(),
-            human(image.layers.iter().map(|l| l.size).sum())
-        ));
-        // One platform per flavour today; a second architecture adds its image here (same tags, same rules).
-        let indexed = IndexedImage::new(vec![image]);
-        say(&format!("  index {}", indexed.digest));
-        images.insert(*f, indexed);
-    }
-    let wants = wants(release, &images, args.build_number);
+    let wants = wants(release, &identities, args.build_number);
     let policy = Policy {
         dev: args.dev,
         move_floating: args.move_floating,
     };
+    // Every repository is read before any layer is: the plans say where layers can go while they compress.
+    let mut gathered = Vec::new();
+    for repo in &targets {
+        let client = client(&mut clients, repo, &opts)?;
+        match gather_haves(client, repo, &wants) {
+            Ok(g) => gathered.push(Some(g)),
+            Err(e) => {
+                let line = one_line(&e);
+                say(&format!("==> {repo}: failed: {line}"));
+                problems.push(format!("failed {repo}: {line}"));
+                gathered.push(None);
+            }
+        }
+    }
+    let stream_to = if args.dry_run {
+        None
+    } else {
+        stream_target(&targets, &gathered, &wants, policy)
+    };
+    let references: Vec<String> = locals
+        .iter()
+        .flat_map(|(_, ps)| ps.iter().map(|(_, r, _)| r.clone()))
+        .collect();
+    say(&format!(
+        "reading {} from the Docker engine",
+        references.join(", ")
+    ));
+    let mut streamed: HashMap<String, Vec<Blob>> = HashMap::new();
+    let mut probes = HashMap::new();
+    let (source, mut loaded) = match stream_to {
+        None => Source::load(&references, &spool, args.compression)?,
+        Some(repo) => {
+            say(&format!("  layers go to {repo} while they compress"));
+            let client = clients.get_mut(&repo.registry).expect("connected above");
+            let (tx, rx) = std::sync::mpsc::sync_channel(16);
+            let release_name = release.name();
+            let (loaded, uploaded) = std::thread::scope(|s| {
+                let uploader = s.spawn(|| stream_uploads(client, &repo.name, rx));
+                // Images are published from here, so their SBOMs will be made: probe them meanwhile.
+                let prober = (!args.no_sbom).then(|| {
+                    s.spawn(|| {
+                        for (_, platforms) in &locals {
+                            for (arch, reference, id) in platforms {
+                                say(&format!("  probing {reference} for its SBOM"));
+                                let platform = (*arch != Arch::native()).then(|| arch.docker());
+                                // A failure is reported when the SBOM is made (probed again then).
+                                if let Ok(p) = crate::sbom::probe_checked(
+                                    ctx,
+                                    reference,
+                                    platform.as_deref(),
+                                    Some(&release_name),
+                                ) {
+                                    probes.insert(id.clone(), p);
+                                }
+                            }
+                        }
+                    })
+                });
+                let loaded =
+                    Source::load_streaming(&references, &spool, args.compression, Some(tx));
+                if let Some(p) = prober {
+                    p.join().expect("the probe thread");
+                }
+                (loaded, uploader.join().expect("the upload thread"))
+            });
+            match uploaded {
+                Ok(blobs) => {
+                    streamed.insert(repo.to_string(), blobs);
+                }
+                // What did not arrive is uploaded from the spool below, as without streaming.
+                Err(e) => say(&format!(
+                    "  streaming to {repo} stopped ({}); the rest is uploaded after compression",
+                    one_line(&e)
+                )),
+            }
+            loaded?
+        }
+    };
+    let mut images = BTreeMap::new();
+    for (f, platforms) in &locals {
+        let mut of_flavour = Vec::new();
+        for _ in platforms {
+            let image = loaded.remove(0);
+            say(&format!(
+                "  {}: image {}, {} {} ({} layers, {} compressed)",
+                image.reference,
+                short(&image.id),
+                image.platform,
+                image.digest,
+                image.layers.len(),
+                human(image.layers.iter().map(|l| l.size).sum())
+            ));
+            of_flavour.push(image);
+        }
+        let indexed = IndexedImage::new(of_flavour);
+        say(&format!("  index {}", indexed.digest));
+        images.insert(*f, indexed);
+    }
     let mut run = Run {
         dry_run: args.dry_run,
         ctx,
@@ -1017,6 +1267,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         no_sbom: args.no_sbom,
         signer,
         sboms: HashMap::new(),
+        probes,
         sbom_held: HashMap::new(),
         opts,
         clients,
@@ -1026,12 +1277,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
         problems,
         images: &images,
         source: &source,
+        streamed,
     };
     if args.dry_run {
         say("dry run: nothing is written");
     }
-    for repo in &targets {
-        if let Err(e) = run.publish_repo(repo, &wants, policy) {
+    for (repo, gathered) in targets.iter().zip(gathered) {
+        let Some(gathered) = gathered else { continue };
+        if let Err(e) = run.publish_repo(repo, &wants, gathered, policy) {
             let line = one_line(&e);
             say(&format!("  failed: {line}"));
             run.problems.push(format!("failed {repo}: {line}"));
@@ -1065,202 +1318,5 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("ap-airflow: {p}");
         }
         Ok(ExitCode::from(1))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const D: &str = "sha256:new";
-    const OLD: &str = "sha256:old";
-    const OTHER: &str = "sha256:other";
-
-    fn want(ci: bool) -> Want {
-        Want {
-            flavour: Flavour::Base,
-            identity: D.into(),
-            build: 2,
-            airflow: "2.10.5".into(),
-            line_tail: "bookworm".into(),
-            immutable: "2.10.5-2-bookworm".into(),
-            floating: "2.10.5-bookworm".into(),
-            ci: ci.then(|| "2.10.5-bookworm-77".into()),
-        }
-    }
-
-    fn have(
-        immutable: Option<&str>,
-        floating: Option<&str>,
-        highest: Option<u32>,
-        fbuild: Option<u32>,
-    ) -> Have {
-        Have {
-            immutable: immutable.map(String::from),
-            floating: floating.map(String::from),
-            ci: None,
-            highest_build: highest,
-            floating_build: fbuild,
-        }
-    }
-
-    /// (case, have, policy, immutable action, floating action) with actions as short words.
-    fn word(a: &Action) -> &'static str {
-        match a {
-            Action::Publish => "publish",
-            Action::Tag { .. } => "move",
-            Action::Skip(_) => "skip",
-            Action::Refuse(_) => "refuse",
-        }
-    }
-
-    #[test]
-    fn decisions() {
-        let p = Policy::default();
-        let mf = Policy {
-            move_floating: true,
-            ..p
-        };
-        let dev = Policy { dev: true, ..p };
-        let cases = [
-            (
-                "first publish",
-                have(None, None, None, None),
-                p,
-                "publish",
-                "move",
-            ),
-            (
-                "new build over build 1",
-                have(None, Some(OLD), Some(1), Some(1)),
-                p,
-                "publish",
-                "move",
-            ),
-            (
-                "re-publish",
-                have(Some(D), Some(D), Some(2), Some(2)),
-                p,
-                "skip",
-                "skip",
-            ),
-            (
-                "rebuild under the same tag",
-                have(Some(OTHER), Some(OTHER), Some(2), Some(2)),
-                p,
-                "refuse",
-                "refuse",
-            ),
-            (
-                "old build re-run after build 3",
-                have(Some(D), Some(OTHER), Some(3), Some(3)),
-                p,
-                "skip",
-                "skip",
-            ),
-            (
-                "old build newly mirrored, 3 exists",
-                have(None, Some(OTHER), Some(3), Some(3)),
-                p,
-                "publish",
-                "skip",
-            ),
-            (
-                "--move-floating cannot go back",
-                have(Some(D), Some(OTHER), Some(3), Some(3)),
-                mf,
-                "skip",
-                "skip",
-            ),
-            (
-                "interrupted: floating still at 1",
-                have(Some(D), Some(OLD), Some(2), Some(1)),
-                p,
-                "skip",
-                "move",
-            ),
-            (
-                "interrupted: floating missing",
-                have(Some(D), None, Some(2), None),
-                p,
-                "skip",
-                "move",
-            ),
-            (
-                "floating at an unknown image",
-                have(Some(D), Some(OTHER), Some(2), None),
-                p,
-                "skip",
-                "skip",
-            ),
-            (
-                "... moved with --move-floating",
-                have(Some(D), Some(OTHER), Some(2), None),
-                mf,
-                "skip",
-                "move",
-            ),
-            (
-                "dev first publish",
-                have(None, None, None, None),
-                dev,
-                "publish",
-                "skip",
-            ),
-            (
-                "dev rebuild is refused too",
-                have(Some(OTHER), None, Some(2), None),
-                dev,
-                "refuse",
-                "refuse",
-            ),
-        ];
-        for (case, h, policy, imm, fl) in cases {
-            let steps = plan(&[want(false)], &[h], policy);
-            assert_eq!(steps.len(), 2, "{case}");
-            assert_eq!(steps[0].kind, TagKind::Immutable);
-            assert_eq!(steps[1].kind, TagKind::Floating);
-            assert_eq!(
-                (word(&steps[0].action), word(&steps[1].action)),
-                (imm, fl),
-                "{case}"
-            );
-        }
-    }
-
-    #[test]
-    fn ci_tags() {
-        let mut h = have(None, None, None, None);
-        let steps = plan(&[want(true)], &[h.clone()], Policy::default());
-        let kinds: Vec<_> = steps.iter().map(|s| s.kind).collect();
-        assert_eq!(
-            kinds,
-            [TagKind::Immutable, TagKind::Ci, TagKind::Floating],
-            "order"
-        );
-        assert_eq!(word(&steps[1].action), "move");
-        h.ci = Some(OTHER.into());
-        let steps = plan(&[want(true)], &[h], Policy::default());
-        assert!(steps.iter().all(|s| matches!(s.action, Action::Refuse(_))));
-    }
-
-    #[test]
-    fn one_refusal_refuses_the_whole_repository() {
-        let mut onbuild = want(false);
-        onbuild.flavour = Flavour::Onbuild;
-        let steps = plan(
-            &[want(false), onbuild],
-            &[
-                have(None, None, None, None),
-                have(Some(OTHER), None, Some(2), None),
-            ],
-            Policy::default(),
-        );
-        assert_eq!(steps.len(), 4);
-        assert!(steps.iter().all(|s| matches!(s.action, Action::Refuse(_))));
-        let Action::Refuse(r) = &steps[0].action else {
-            unreachable!()
-        };
-        assert!(r.contains("sha256:other"), "{r}");
     }
 }

@@ -396,66 +396,119 @@ fn license_fields(text: Option<&str>, fallback: Option<&str>) -> (String, Option
     }
 }
 
-/// The SPDX 2.3 document (JSON, keys sorted, compact).
+/// The SPDX 2.3 document of one image (JSON, keys sorted, compact).
 pub fn document(subject: &Subject, probe: &Probe) -> Vec<u8> {
+    spdx(subject, &[(None, probe)])
+}
+
+/// One platform's image inside an index: its architecture, the digest of its manifest, what its probe found.
+pub struct PlatformPart<'a> {
+    pub arch: String,
+    pub manifest_digest: String,
+    pub probe: &'a Probe,
+}
+
+/// The SPDX 2.3 document of an image index over several platforms: the index CONTAINS one image package per
+/// platform (its manifest digest as checksum), and each of those CONTAINS its own Debian packages and Python
+/// distributions (SPDX IDs qualified by architecture, since the builds differ). With one platform it is exactly
+/// `document` (the index then stands for its only image).
+pub fn index_document(subject: &Subject, parts: &[PlatformPart]) -> Vec<u8> {
+    if let [only] = parts {
+        return document(subject, only.probe);
+    }
+    let parts: Vec<_> = parts
+        .iter()
+        .map(|p| (Some((p.arch.as_str(), p.manifest_digest.as_str())), p.probe))
+        .collect();
+    spdx(subject, &parts)
+}
+
+fn spdx(subject: &Subject, parts: &[(Option<(&str, &str)>, &Probe)]) -> Vec<u8> {
     let hex = subject.digest.trim_start_matches("sha256:");
     let image_ref = "SPDXRef-Image".to_owned();
-    let mut packages = vec![json!({
-        "SPDXID": image_ref,
-        "name": format!("ap-airflow:{}", subject.tag),
-        "versionInfo": subject.digest,
-        "primaryPackagePurpose": "CONTAINER",
-        "downloadLocation": "NOASSERTION",
-        "filesAnalyzed": false,
-        "licenseConcluded": "NOASSERTION",
-        "licenseDeclared": "NOASSERTION",
-        "copyrightText": "NOASSERTION",
-        "checksums": [{"algorithm": "SHA256", "checksumValue": hex}],
-        "externalRefs": [{
-            "referenceCategory": "PACKAGE-MANAGER",
-            "referenceType": "purl",
-            "referenceLocator": format!("pkg:oci/ap-airflow@sha256%3A{hex}?tag={}", subject.tag),
-        }],
-    })];
+    let image_package = |id: &str, name: String, digest: &str, purl_query: String| {
+        let hex = digest.trim_start_matches("sha256:");
+        json!({
+            "SPDXID": id,
+            "name": name,
+            "versionInfo": digest,
+            "primaryPackagePurpose": "CONTAINER",
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": false,
+            "licenseConcluded": "NOASSERTION",
+            "licenseDeclared": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "checksums": [{"algorithm": "SHA256", "checksumValue": hex}],
+            "externalRefs": [{
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": format!("pkg:oci/ap-airflow@sha256%3A{hex}?{purl_query}"),
+            }],
+        })
+    };
+    let mut packages = vec![image_package(
+        &image_ref,
+        format!("ap-airflow:{}", subject.tag),
+        &subject.digest,
+        format!("tag={}", subject.tag),
+    )];
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT",
         "relationshipType": "DESCRIBES",
         "relatedSpdxElement": image_ref,
     })];
-    let mut seen = BTreeSet::new();
-    for d in &probe.debs {
-        let id = spdx_ref("deb", &d.name, &d.version);
-        if !seen.insert(id.clone()) {
-            continue;
+    for (platform, probe) in parts {
+        // With several platforms, each image package holds its own packages; alone, the subject holds them.
+        let (holder, qualifier) = match platform {
+            None => (image_ref.clone(), String::new()),
+            Some((arch, digest)) => {
+                let id = format!("SPDXRef-Image-{arch}");
+                packages.push(image_package(
+                    &id,
+                    format!("ap-airflow:{} linux/{arch}", subject.tag),
+                    digest,
+                    format!("arch={arch}&tag={}", subject.tag),
+                ));
+                relationships.push(contains(&image_ref, &id));
+                (id, format!("-{arch}"))
+            }
+        };
+        let mut seen = BTreeSet::new();
+        for d in &probe.debs {
+            let id = spdx_ref(&format!("deb{qualifier}"), &d.name, &d.version);
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let (declared, comment) = license_fields(d.license.as_deref(), None);
+            let purl = format!(
+                "pkg:deb/debian/{}@{}?arch={}&distro=debian-{}",
+                d.name,
+                purl_escape(&d.version),
+                d.arch,
+                subject.distro
+            );
+            let mut p = package(&id, &d.name, &d.version, declared, comment, purl);
+            p["sourceInfo"] =
+                format!("built package from: {} {}", d.source, d.source_version).into();
+            p["supplier"] = "Organization: Debian".into();
+            packages.push(p);
+            relationships.push(contains(&holder, &id));
         }
-        let (declared, comment) = license_fields(d.license.as_deref(), None);
-        let purl = format!(
-            "pkg:deb/debian/{}@{}?arch={}&distro=debian-{}",
-            d.name,
-            purl_escape(&d.version),
-            d.arch,
-            subject.distro
-        );
-        let mut p = package(&id, &d.name, &d.version, declared, comment, purl);
-        p["sourceInfo"] = format!("built package from: {} {}", d.source, d.source_version).into();
-        p["supplier"] = "Organization: Debian".into();
-        packages.push(p);
-        relationships.push(contains(&image_ref, &id));
-    }
-    for d in &probe.dists {
-        let id = spdx_ref("pypi", &normalize(&d.name), &d.version);
-        if !seen.insert(id.clone()) {
-            continue;
+        for d in &probe.dists {
+            let id = spdx_ref(&format!("pypi{qualifier}"), &normalize(&d.name), &d.version);
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let (declared, comment) =
+                license_fields(d.license.as_deref(), classifier_license(&d.classifiers));
+            let purl = format!(
+                "pkg:pypi/{}@{}",
+                normalize(&d.name),
+                purl_escape(&d.version)
+            );
+            packages.push(package(&id, &d.name, &d.version, declared, comment, purl));
+            relationships.push(contains(&holder, &id));
         }
-        let (declared, comment) =
-            license_fields(d.license.as_deref(), classifier_license(&d.classifiers));
-        let purl = format!(
-            "pkg:pypi/{}@{}",
-            normalize(&d.name),
-            purl_escape(&d.version)
-        );
-        packages.push(package(&id, &d.name, &d.version, declared, comment, purl));
-        relationships.push(contains(&image_ref, &id));
     }
     let doc = json!({
         "spdxVersion": "SPDX-2.3",
@@ -474,25 +527,36 @@ pub fn document(subject: &Subject, probe: &Probe) -> Vec<u8> {
     serde_json::to_vec(&doc).expect("JSON values serialise")
 }
 
-/// Runs the probe in a local image.
-pub fn probe_image(image: &str) -> anyhow::Result<Probe> {
-    let out = crate::docker::docker()
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "/bin/sh",
-        ])
+/// Runs the probe in a local image. `platform` (`linux/arm64`) runs another architecture's image under emulation
+/// (binfmt_misc with qemu-user-static).
+pub fn probe_image(image: &str, platform: Option<&str>) -> anyhow::Result<Probe> {
+    let mut cmd = crate::docker::docker();
+    cmd.args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/bin/sh",
+    ]);
+    if let Some(p) = platform {
+        cmd.args(["--platform", p]);
+    }
+    let out = cmd
         .arg(image)
         .args(["-c", PROBE])
         .stdin(Stdio::null())
         .output()
         .context("cannot run docker")?;
     if !out.status.success() {
+        let hint = match platform {
+            Some(p) => format!(
+                "; a {p} image runs here only under emulation (binfmt_misc and qemu-user-static)"
+            ),
+            None => String::new(),
+        };
         bail!(
-            "cannot run the SBOM probe in {image} (it needs /bin/sh; publish --no-sbom skips SBOMs): {}",
+            "cannot run the SBOM probe in {image} (it needs /bin/sh; publish --no-sbom skips SBOMs{hint}): {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -511,17 +575,24 @@ pub fn created_of(config: &[u8]) -> String {
     format!("{}Z", &secs[..secs.len().min(19)])
 }
 
-/// The SBOM of a local image for a subject digest, with the lock cross-check. Returns the document and the
-/// mismatches (Python distributions whose version is not the lock's).
-pub fn make(
+/// What one local image holds, checked against its release line's lock.
+pub struct Probed {
+    pub probe: Probe,
+    /// The line's distro (for package URLs); empty when the line is unknown.
+    pub distro: String,
+    /// Python distributions whose version is not the lock's.
+    pub problems: Vec<String>,
+}
+
+/// Probes a local image (of `platform`, when not the engine's own) and cross-checks it with the lock of `release`
+/// (default: the image's label).
+pub fn probe_checked(
     ctx: &Context,
     image: &str,
+    platform: Option<&str>,
     release: Option<&str>,
-    tag: &str,
-    digest: &str,
-    config: &[u8],
-) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
-    let probe = probe_image(image)?;
+) -> anyhow::Result<Probed> {
+    let probe = probe_image(image, platform)?;
     let file = ctx.releases()?;
     let label = crate::docker::inspect_image(image).ok().and_then(|v| {
         v["Config"]["Labels"]["io.astronomer.docker.ac.version"]
@@ -546,13 +617,32 @@ pub fn make(
         Some(Err(e)) => problems.push(format!("no lock to check against: {e}")),
         None => {}
     }
+    Ok(Probed {
+        probe,
+        distro,
+        problems,
+    })
+}
+
+/// The SBOM of a local image for a subject digest, with the lock cross-check. Returns the document and the
+/// mismatches (Python distributions whose version is not the lock's).
+pub fn make(
+    ctx: &Context,
+    image: &str,
+    platform: Option<&str>,
+    release: Option<&str>,
+    tag: &str,
+    digest: &str,
+    config: &[u8],
+) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
+    let p = probe_checked(ctx, image, platform, release)?;
     let subject = Subject {
         tag: tag.to_owned(),
         digest: digest.to_owned(),
         created: created_of(config),
-        distro,
+        distro: p.distro,
     };
-    Ok((document(&subject, &probe), problems))
+    Ok((document(&subject, &p.probe), p.problems))
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
@@ -565,6 +655,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     )?;
     let image = images.remove(0);
     let config = image.config.clone();
+    let platform = image.platform.foreign();
     let indexed = crate::local::IndexedImage::new(vec![image]);
     let digest = args.digest.clone().unwrap_or(indexed.digest);
     let tag = args
@@ -575,6 +666,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {
     let (doc, problems) = make(
         ctx,
         &args.image,
+        platform.as_deref(),
         args.release.as_deref(),
         &tag,
         &digest,
@@ -686,6 +778,66 @@ noise\n";
             "pkg:pypi/some-lib@1.0"
         );
         assert_eq!(v["relationships"].as_array().unwrap().len(), 1 + 6);
+    }
+
+    #[test]
+    fn an_index_over_two_platforms_lists_each_with_its_packages() {
+        let s = Subject {
+            tag: "3.3.2-1-trixie".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            created: "2026-11-30T08:00:00Z".into(),
+            distro: "trixie".into(),
+        };
+        let amd = parse_probe(OUT);
+        let arm = parse_probe(&OUT.replace("\tamd64\t", "\tarm64\t"));
+        let part = |arch: &str, n: &str, probe| PlatformPart {
+            arch: arch.into(),
+            manifest_digest: format!("sha256:{}", n.repeat(64)),
+            probe,
+        };
+        // One platform: the single-image document, byte for byte.
+        assert_eq!(
+            index_document(&s, &[part("amd64", "1", &amd)]),
+            document(&s, &amd)
+        );
+        let doc = index_document(&s, &[part("amd64", "1", &amd), part("arm64", "2", &arm)]);
+        assert_eq!(
+            doc,
+            index_document(&s, &[part("amd64", "1", &amd), part("arm64", "2", &arm)])
+        );
+        let v: Value = serde_json::from_slice(&doc).unwrap();
+        let pkgs = v["packages"].as_array().unwrap();
+        // The index, two platform images, and each image's 3 Debian packages and 3 Python distributions.
+        assert_eq!(pkgs.len(), 1 + 2 + 2 * 6);
+        let ids: BTreeSet<&str> = pkgs.iter().map(|p| p["SPDXID"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), pkgs.len(), "SPDX IDs are unique");
+        let arm_image = pkgs
+            .iter()
+            .find(|p| p["SPDXID"] == "SPDXRef-Image-arm64")
+            .unwrap();
+        assert_eq!(arm_image["checksums"][0]["checksumValue"], "2".repeat(64));
+        let rels = v["relationships"].as_array().unwrap();
+        let contains = |a: &str, b: &str| {
+            rels.iter().any(|r| {
+                r["spdxElementId"] == a
+                    && r["relationshipType"] == "CONTAINS"
+                    && r["relatedSpdxElement"] == b
+            })
+        };
+        assert!(contains("SPDXRef-Image", "SPDXRef-Image-arm64"));
+        assert!(contains(
+            "SPDXRef-Image-arm64",
+            "SPDXRef-deb-arm64-libc6-2.36-9-deb12u9"
+        ));
+        let libc_arm = pkgs
+            .iter()
+            .find(|p| p["SPDXID"] == "SPDXRef-deb-arm64-libc6-2.36-9-deb12u9")
+            .unwrap();
+        assert!(libc_arm["externalRefs"][0]["referenceLocator"]
+            .as_str()
+            .unwrap()
+            .contains("arch=arm64"));
+        assert_eq!(pkgs[0]["checksums"][0]["checksumValue"], "ab".repeat(32));
     }
 
     #[test]

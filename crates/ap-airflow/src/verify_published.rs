@@ -83,7 +83,57 @@ pub fn check(
         ));
     }
     let sbom_tag = attach::cosign_tag(&digest, ".sbom");
-    let sbom = match client.get_manifest(&repo.name, &sbom_tag)? {
+    match sbom_of(client, repo, &digest)? {
+        Ok(what) => lines.push(format!("sbom: ok ({repo}:{sbom_tag}, SPDX 2.3, {what})")),
+        Err(e) => {
+            ok = false;
+            lines.push(format!("sbom: {e} ({repo}:{sbom_tag})"));
+        }
+    }
+    // An index: every platform's manifest carries its own SBOM too (publish attaches one per platform).
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        digest: String,
+        platform: Option<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Entry>,
+    }
+    let index: Index = serde_json::from_slice(&top.bytes).unwrap_or(Index {
+        manifests: Vec::new(),
+    });
+    for m in index.manifests {
+        let p = m.platform.unwrap_or_default();
+        let (os, arch) = (
+            p["os"].as_str().unwrap_or("?"),
+            p["architecture"].as_str().unwrap_or("?"),
+        );
+        if os == "unknown" {
+            continue; // an attestation, not an image
+        }
+        let tag = attach::cosign_tag(&m.digest, ".sbom");
+        match sbom_of(client, repo, &m.digest)? {
+            Ok(what) => lines.push(format!("sbom {os}/{arch}: ok ({repo}:{tag}, {what})")),
+            Err(e) => {
+                ok = false;
+                lines.push(format!("sbom {os}/{arch}: {e} ({repo}:{tag})"));
+            }
+        }
+    }
+    Ok(Report { digest, lines, ok })
+}
+
+/// The SPDX 2.3 SBOM attached to `digest` (cosign's `.sbom` tag), whose subject must be that digest: Ok with a
+/// summary, or Err with what is wrong.
+fn sbom_of(
+    client: &mut Client,
+    repo: &Repository,
+    digest: &str,
+) -> anyhow::Result<Result<String, String>> {
+    let sbom_tag = attach::cosign_tag(digest, ".sbom");
+    Ok(match client.get_manifest(&repo.name, &sbom_tag)? {
         None => Err("no SBOM attached".to_owned()),
         Some(m) => {
             let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap_or_default();
@@ -106,27 +156,25 @@ pub fn check(
                             .into_iter()
                             .flatten()
                             .any(|p| p["checksums"][0]["checksumValue"] == hex);
+                        let images = doc["packages"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|p| p["primaryPackagePurpose"] == "CONTAINER")
+                            .count();
                         let n = doc["packages"].as_array().map_or(0, |p| p.len());
                         if doc["spdxVersion"] != "SPDX-2.3" {
                             Err("the SBOM is not an SPDX 2.3 document".into())
                         } else if !subject {
                             Err("the SBOM describes another image".into())
                         } else {
-                            Ok(format!("{} packages", n.saturating_sub(1)))
+                            Ok(format!("{} packages", n.saturating_sub(images)))
                         }
                     }
                 },
             }
         }
-    };
-    match sbom {
-        Ok(what) => lines.push(format!("sbom: ok ({repo}:{sbom_tag}, SPDX 2.3, {what})")),
-        Err(e) => {
-            ok = false;
-            lines.push(format!("sbom: {e} ({repo}:{sbom_tag})"));
-        }
-    }
-    Ok(Report { digest, lines, ok })
+    })
 }
 
 pub fn run(_ctx: &Context, args: Args) -> anyhow::Result<ExitCode> {

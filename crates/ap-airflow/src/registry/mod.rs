@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod client;
 pub mod reference;
+pub mod transport;
 
 pub use client::{Client, Manifest, Options};
 pub use reference::Repository;

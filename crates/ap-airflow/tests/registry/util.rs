@@ -815,3 +815,187 @@ pub fn push_uncompressed(reg: &Registry, repo: &str, image: &str, tags: &[&str])
         reg.put_manifest(repo, t, &bytes);
     }
 }
+
+/// The engine's architecture as Docker names it: the one whose local images keep the plain tags.
+pub fn native_arch() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    }
+}
+
+/// The local name of a tag's image of `arch` (as `ap-airflow build --platform` names it): the plain tag for the
+/// native architecture, `<tag>-<arch>` for another.
+pub fn local_tag(tag: &str, arch: &str) -> String {
+    if arch == native_arch() {
+        tag.to_owned()
+    } else {
+        format!("{tag}-{arch}")
+    }
+}
+
+/// A tar archive (in memory) of the given files.
+fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut out);
+        for (path, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, path, &data[..]).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Loads an image of `arch` (its config says so: no emulation, nothing in it runs) made of `layers` into the engine
+/// as `reference`, with `docker load` of a hand-made `docker save` archive.
+pub fn load_image(reference: &str, arch: &str, layers: &[Vec<u8>]) {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
+    let mut config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "created": "2026-11-30T00:00:00Z",
+        "config": {"Cmd": ["/bin/true"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    if arch == "arm64" {
+        config["variant"] = "v8".into(); // as BuildKit and the official images write it
+    }
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_name = format!("{}.json", sha256_hex(&config));
+    let mut files = vec![(config_name.as_str(), config.clone())];
+    let names: Vec<String> = (0..layers.len())
+        .map(|i| format!("l{i}/layer.tar"))
+        .collect();
+    for (name, layer) in names.iter().zip(layers) {
+        files.push((name.as_str(), layer.clone()));
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [reference],
+        "Layers": names,
+    }]))
+    .unwrap();
+    files.push(("manifest.json", manifest));
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("image.tar");
+    std::fs::write(&archive, tar_of(&files)).unwrap();
+    must(
+        "docker",
+        &["load", "--quiet", "-i", archive.to_str().unwrap()],
+    );
+}
+
+/// Incompressible bytes (xorshift64), different per seed.
+pub fn noise(seed: &str, len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64
+        ^ u64::from_str_radix(&sha256_hex(seed.as_bytes())[..16], 16).unwrap();
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+impl Images {
+    /// Both flavours of build `build` for each of `arches`, loaded under the local names `build --platform` gives
+    /// them. Every image has two layers: one shared by all platforms and flavours (so sharing is visible in the
+    /// registry), then one of its own.
+    pub fn platforms(build: u32, variant: &str, arches: &[&str]) -> Images {
+        let repo = format!("ap-airflow-regtest/{}", unique("multi"));
+        let shared = tar_of(&[("etc/shared", noise(&format!("{variant}-shared"), 64 * 1024))]);
+        let mut tags = Vec::new();
+        for arch in arches {
+            for suffix in ["", "-onbuild"] {
+                let own = tar_of(&[
+                    ("etc/variant", format!("{variant}{suffix}\n").into_bytes()),
+                    ("etc/arch", format!("{arch}\n").into_bytes()),
+                    (
+                        "etc/noise",
+                        noise(&format!("{variant}{suffix}{arch}"), 96 * 1024),
+                    ),
+                ]);
+                let tag = local_tag(&format!("2.10.5-{build}-bookworm{suffix}"), arch);
+                let reference = format!("{repo}:{tag}");
+                load_image(&reference, arch, &[shared.clone(), own]);
+                tags.push(reference);
+            }
+        }
+        Images { repo, tags }
+    }
+
+    /// Both flavours of build 1 with a layer bigger than what is kept in memory (6 MiB, incompressible): one that
+    /// streams to the registry while it compresses.
+    pub fn big(variant: &str) -> Images {
+        let repo = format!("ap-airflow-regtest/{}", unique("big"));
+        let big = tar_of(&[("opt/big", noise(&format!("{variant}-big"), 6 << 20))]);
+        let mut tags = Vec::new();
+        for suffix in ["", "-onbuild"] {
+            let own = tar_of(&[("etc/variant", format!("{variant}{suffix}\n").into_bytes())]);
+            let reference = format!("{repo}:2.10.5-1-bookworm{suffix}");
+            load_image(&reference, native_arch(), &[big.clone(), own]);
+            tags.push(reference);
+        }
+        Images { repo, tags }
+    }
+
+    /// Adds local images to this repository (removed with it).
+    pub fn adopt(&mut self, reference: String) {
+        self.tags.push(reference);
+    }
+}
+
+/// What skopeo resolves `repo:tag` (plain HTTP) to for linux/`arch` (`--override-arch`): the architecture it reports,
+/// the layer digests, and the digest of the raw config blob (the image ID).
+pub fn skopeo_resolve(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    arch: &str,
+) -> (String, Vec<String>, String) {
+    let reference = format!("docker://{}:{tag}", reg.repo(repo));
+    let base = [
+        "--override-os",
+        "linux",
+        "--override-arch",
+        arch,
+        "inspect",
+        "--tls-verify=false",
+    ];
+    let mut args = base.to_vec();
+    args.push(&reference);
+    let v: serde_json::Value = serde_json::from_str(&must("skopeo", &args)).unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--config", "--raw", &reference]);
+    let config = std::process::Command::new("skopeo")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(config.status.success(), "skopeo {args:?}");
+    (
+        v["Architecture"].as_str().unwrap().to_owned(),
+        v["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_owned())
+            .collect(),
+        format!("sha256:{}", sha256_hex(&config.stdout)),
+    )
+}
