@@ -18,7 +18,7 @@ pub mod next_build;
 pub(crate) mod output;
 pub mod platform;
 pub mod publish;
-pub mod registry;
+pub(crate) mod registry;
 pub mod release;
 pub mod sbom;
 pub mod tags;

@@ -38,8 +38,57 @@ impl Credentials {
     }
 }
 
+/// Why credentials could not be looked up. Each message is complete on its own (a cause, where there is one,
+/// is in it and is also its `source`); none ever holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("set both REGISTRY_USERNAME and REGISTRY_PASSWORD, or neither")]
+    HalfEnv,
+    #[error("cannot read {}: {source}", path.display())]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("malformed Docker config {}: {source}", path.display())]
+    MalformedConfig {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `why` only: the decoding error would quote bytes of the secret.
+    #[error("malformed credentials in {origin}: {why}")]
+    MalformedCredentials { origin: String, why: &'static str },
+    #[error("cannot run credential helper {program} (from Docker's config.json): {source}")]
+    HelperSpawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("credential helper {program}: {source}")]
+    HelperWait {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `first`: the first line of the helper's stdout, at most 200 characters.
+    #[error("credential helper {program} failed for {server}: {first}")]
+    HelperFailed {
+        program: String,
+        server: String,
+        first: String,
+    },
+    /// No source: the JSON error would quote the answer, which holds the secret.
+    #[error("credential helper {program} answered something that is not its JSON")]
+    HelperAnswer { program: String },
+    #[error(
+        "credential helper {program} holds an identity token for {server}; log in with a username and password"
+    )]
+    IdentityToken { program: String, server: String },
+}
+
 /// Looks up credentials for `registry` (`host[:port]`, Docker Hub as `docker.io`).
-pub fn lookup(registry: &str) -> Result<Option<Credentials>, String> {
+pub fn lookup(registry: &str) -> Result<Option<Credentials>, Error> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     match (env("REGISTRY_USERNAME"), env("REGISTRY_PASSWORD")) {
         (Some(username), Some(password)) => {
@@ -49,20 +98,28 @@ pub fn lookup(registry: &str) -> Result<Option<Credentials>, String> {
                 source: "REGISTRY_USERNAME/REGISTRY_PASSWORD".into(),
             }))
         }
-        (Some(_), None) | (None, Some(_)) => {
-            return Err("set both REGISTRY_USERNAME and REGISTRY_PASSWORD, or neither".into())
-        }
+        (Some(_), None) | (None, Some(_)) => return Err(Error::HalfEnv),
         _ => {}
     }
     let Some(path) = docker_config_path() else {
         return Ok(None);
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    from_config(&path, &text, registry)
+    match read_config(&path)? {
+        Some(text) => from_config(&path, &text, registry),
+        None => Ok(None),
+    }
+}
+
+/// Docker's config file's text; a missing file → None.
+fn read_config(path: &Path) -> Result<Option<String>, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::ReadConfig {
+            path: path.to_owned(),
+            source,
+        }),
+    }
 }
 
 fn docker_config_path() -> Option<PathBuf> {
@@ -115,7 +172,7 @@ fn helper_server(registry: &str) -> String {
 }
 
 /// `docker-credential-<helper> get`, as Docker runs it. Not found → None.
-pub fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, String> {
+pub fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, Error> {
     use std::io::Write as _;
     let program = format!("docker-credential-{helper}");
     let mut child = std::process::Command::new(&program)
@@ -124,8 +181,9 @@ pub fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, 
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            format!("cannot run credential helper {program} (from Docker's config.json): {e}")
+        .map_err(|source| Error::HelperSpawn {
+            program: program.clone(),
+            source,
         })?;
     let server = helper_server(registry);
     if let Some(mut stdin) = child.stdin.take() {
@@ -133,7 +191,10 @@ pub fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, 
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("credential helper {program}: {e}"))?;
+        .map_err(|source| Error::HelperWait {
+            program: program.clone(),
+            source,
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         // Docker treats this answer as "no credentials", not as an error.
@@ -148,9 +209,11 @@ pub fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, 
             .chars()
             .take(200)
             .collect::<String>();
-        return Err(format!(
-            "credential helper {program} failed for {server}: {first}"
-        ));
+        return Err(Error::HelperFailed {
+            program,
+            server,
+            first,
+        });
     }
     #[derive(serde::Deserialize)]
     struct Answer {
@@ -159,13 +222,11 @@ pub fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, 
         #[serde(rename = "Secret")]
         secret: String,
     }
-    let a: Answer = serde_json::from_str(&stdout).map_err(|_| {
-        format!("credential helper {program} answered something that is not its JSON")
-    })?;
+    let Ok(a) = serde_json::from_str::<Answer>(&stdout) else {
+        return Err(Error::HelperAnswer { program });
+    };
     if a.username == "<token>" {
-        return Err(format!(
-            "credential helper {program} holds an identity token for {server}; log in with a username and password"
-        ));
+        return Err(Error::IdentityToken { program, server });
     }
     Ok(Some(Credentials {
         username: a.username,
@@ -174,9 +235,11 @@ pub fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>, 
     }))
 }
 
-pub fn from_config(path: &Path, text: &str, registry: &str) -> Result<Option<Credentials>, String> {
-    let file: ConfigFile = serde_json::from_str(text)
-        .map_err(|e| format!("malformed Docker config {}: {e}", path.display()))?;
+pub fn from_config(path: &Path, text: &str, registry: &str) -> Result<Option<Credentials>, Error> {
+    let file: ConfigFile = serde_json::from_str(text).map_err(|source| Error::MalformedConfig {
+        path: path.to_owned(),
+        source,
+    })?;
     let want = registry.to_ascii_lowercase();
     let helper = file
         .cred_helpers
@@ -198,7 +261,10 @@ pub fn from_config(path: &Path, text: &str, registry: &str) -> Result<Option<Cre
         return Ok(None);
     };
     let source = format!("{} (auths.{key})", path.display());
-    let bad = |why: &str| format!("malformed credentials in {source}: {why}");
+    let bad = |why: &'static str| Error::MalformedCredentials {
+        origin: source.clone(),
+        why,
+    };
     let (username, password) = match (&entry.auth, &entry.username, &entry.password) {
         (Some(auth), _, _) if !auth.is_empty() => {
             let raw = base64::engine::general_purpose::STANDARD
@@ -375,8 +441,47 @@ mod tests {
         assert!(from_config(p, text, "quay.io").unwrap().is_some());
         assert!(from_config(p, text, "other.io").unwrap().is_none());
         assert!(from_config(p, text, "ghcr.io").unwrap().is_none());
-        let e = from_config(p, r#"{"auths":{"x.io":{"auth":"!!"}}}"#, "x.io").unwrap_err();
-        assert!(e.contains("not base64") && !e.contains("!!"), "{e}");
+        let e = from_config(p, r#"{"auths":{"x.io":{"auth":"!!"}}}"#, "x.io")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "malformed credentials in /c/config.json (auths.x.io): auth is not base64"
+        );
         assert!(!format!("{hub:?}").contains("secret"));
+    }
+
+    /// An unreadable or malformed config keeps its cause as the error's source, and the message is the one the
+    /// strings used to be.
+    #[test]
+    fn config_errors_keep_their_cause() {
+        use std::error::Error as _;
+        let p = Path::new("/c/config.json");
+        let e = from_config(p, "{not json", "x.io").unwrap_err();
+        let cause = e.source().expect("a source");
+        assert!(
+            cause.downcast_ref::<serde_json::Error>().is_some(),
+            "{cause:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("malformed Docker config /c/config.json: {cause}")
+        );
+
+        // A directory where the file should be: read fails, and not with NotFound.
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_config(dir.path()).unwrap_err();
+        let cause = e.source().expect("a source");
+        assert!(
+            cause.downcast_ref::<std::io::Error>().is_some(),
+            "{cause:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("cannot read {}: {cause}", dir.path().display())
+        );
+        assert!(read_config(&dir.path().join("missing.json"))
+            .unwrap()
+            .is_none());
     }
 }

@@ -5,7 +5,7 @@ pub mod client;
 pub mod reference;
 pub mod transport;
 
-pub use client::{Client, Manifest, Options};
+pub use client::{Client, Options};
 pub use reference::Repository;
 
 /// Registry connection flags shared by `publish` and `next-build`.

@@ -227,7 +227,8 @@ impl Client {
     pub fn connect(repo: &Repository, opts: &Options) -> anyhow::Result<Client> {
         let loopback = repo.is_loopback();
         let roots = load_roots(opts)?;
-        let creds = auth::lookup(&repo.registry).map_err(|e| anyhow!(e))?;
+        // As a message: it already ends with its cause, which the `{:#}` main prints would otherwise repeat.
+        let creds = auth::lookup(&repo.registry).map_err(|e| anyhow::Error::msg(e.to_string()))?;
         let host = repo.api_host().to_owned();
         let mut client = Client {
             agent: agent(roots, loopback),
