@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::registry::{builds_in, Client, RegistryArgs, Repository};
-use crate::release::Flavour;
+use crate::registry::{Client, RegistryArgs, Repository};
+use crate::release::{Flavour, TagScheme};
 use crate::Context;
 
 #[derive(Debug, clap::Args)]
@@ -19,9 +19,10 @@ pub struct Args {
 
 /// max N over `<airflow>-<N>-<distro>[-onbuild]` tags, plus one; 1 when there is none.
 pub fn next_build(tags: &[String], airflow: &str, distro: &str) -> u32 {
+    let scheme = TagScheme::new(airflow, distro);
     Flavour::ALL
         .iter()
-        .flat_map(|f| builds_in(tags, airflow, distro, f.suffix()))
+        .flat_map(|&f| scheme.builds_in(tags, f))
         .max()
         .map_or(1, |n| n.saturating_add(1))
 }

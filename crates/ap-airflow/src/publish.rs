@@ -29,7 +29,7 @@ use crate::compress::Compression;
 use crate::local::{Blob, IndexedImage, Piece, Source};
 use crate::platform::Platform as Arch;
 use crate::registry::client::{Client, Manifest, Mount, Options};
-use crate::registry::{builds_in, RegistryArgs, Repository};
+use crate::registry::{RegistryArgs, Repository};
 use crate::release::{Flavour, Release};
 use crate::Context;
 
@@ -259,19 +259,17 @@ pub fn gather_haves(
             immutable: immutable.as_ref().map(|(i, _)| i.clone()),
             floating: floating.as_ref().map(|(i, _)| i.clone()),
             ci: ci.map(|(i, _)| i),
-            highest_build: builds_in(&tags, &w.airflow, &w.line_tail, "")
-                .into_iter()
-                .max(),
+            highest_build: w.scheme.builds_in(&tags, w.flavour).into_iter().max(),
             floating_build: None,
         };
         if h.floating.is_some() && h.floating != Some(w.identity.clone()) && h.immutable.is_some() {
             // Which older build is the floating tag at? Only needed to recognise an interrupted publish.
             let fdigest = floating.as_ref().map(|(_, b)| b.top.digest.clone());
-            let mut older = builds_in(&tags, &w.airflow, &w.line_tail, "");
+            let mut older = w.scheme.builds_in(&tags, w.flavour);
             older.retain(|&n| n < w.build);
             older.sort_unstable_by(|a, b| b.cmp(a));
             for n in older {
-                let tag = format!("{}-{n}-{}", w.airflow, w.line_tail);
+                let tag = w.scheme.immutable(n, w.flavour);
                 if client.manifest_digest(&repo.name, &tag)? == fdigest {
                     h.floating_build = Some(n);
                     break;
@@ -932,8 +930,7 @@ pub fn wants(
             flavour: f,
             identity: identities[&f].clone(),
             build: release.build,
-            airflow: release.airflow.clone(),
-            line_tail: format!("{}{}", release.distro, f.suffix()),
+            scheme: release.tags(),
             immutable: release.immutable_tag(f),
             floating: release.floating_tag(f),
             ci: build_number.map(|b| release.ci_tag(f, b)),

@@ -95,31 +95,92 @@ impl fmt::Display for Flavour {
     }
 }
 
-impl Release {
-    /// The name used on the command line: `<airflow>-<build>`, the seed's VERSION.
-    pub fn name(&self) -> String {
-        format!("{}-{}", self.airflow, self.build)
+/// The tag scheme of one Airflow version on one distro, formatted and parsed here only: immutable
+/// `<airflow>-<build>-<distro>[-onbuild]`, floating `<airflow>-<distro>[-onbuild]`, CI `<floating>-<number>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagScheme {
+    pub airflow: String,
+    pub distro: String,
+}
+
+impl TagScheme {
+    pub fn new(airflow: &str, distro: &str) -> TagScheme {
+        TagScheme {
+            airflow: airflow.to_owned(),
+            distro: distro.to_owned(),
+        }
     }
 
     /// Never changes once pushed: `2.10.5-1-bookworm[-onbuild]`.
-    pub fn immutable_tag(&self, flavour: Flavour) -> String {
+    pub fn immutable(&self, build: u32, flavour: Flavour) -> String {
         format!(
-            "{}-{}-{}{}",
+            "{}-{build}-{}{}",
             self.airflow,
-            self.build,
             self.distro,
             flavour.suffix()
         )
     }
 
     /// Moves to the newest build of the line: `2.10.5-bookworm[-onbuild]`.
-    pub fn floating_tag(&self, flavour: Flavour) -> String {
+    pub fn floating(&self, flavour: Flavour) -> String {
         format!("{}-{}{}", self.airflow, self.distro, flavour.suffix())
     }
 
     /// CI's build-number tag: `<floating>-<B>`.
+    pub fn ci(&self, flavour: Flavour, build_number: u64) -> String {
+        format!("{}-{build_number}", self.floating(flavour))
+    }
+
+    /// The build number of `tag` when it is an immutable tag of this scheme and flavour (digits only).
+    pub fn build_of(&self, tag: &str, flavour: Flavour) -> Option<u32> {
+        let n = tag
+            .strip_prefix(&self.airflow)?
+            .strip_prefix('-')?
+            .strip_suffix(flavour.suffix())?
+            .strip_suffix(&self.distro)?
+            .strip_suffix('-')?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        n.parse().ok()
+    }
+
+    /// The build numbers of the immutable tags of `flavour` among `tags`.
+    pub fn builds_in<'a>(
+        &self,
+        tags: impl IntoIterator<Item = &'a String>,
+        flavour: Flavour,
+    ) -> Vec<u32> {
+        tags.into_iter()
+            .filter_map(|t| self.build_of(t, flavour))
+            .collect()
+    }
+}
+
+impl Release {
+    /// The name used on the command line: `<airflow>-<build>`, the seed's VERSION.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.airflow, self.build)
+    }
+
+    /// The line's tag scheme (TagScheme).
+    pub fn tags(&self) -> TagScheme {
+        TagScheme::new(&self.airflow, &self.distro)
+    }
+
+    /// Never changes once pushed: `2.10.5-1-bookworm[-onbuild]`.
+    pub fn immutable_tag(&self, flavour: Flavour) -> String {
+        self.tags().immutable(self.build, flavour)
+    }
+
+    /// Moves to the newest build of the line: `2.10.5-bookworm[-onbuild]`.
+    pub fn floating_tag(&self, flavour: Flavour) -> String {
+        self.tags().floating(flavour)
+    }
+
+    /// CI's build-number tag: `<floating>-<B>`.
     pub fn ci_tag(&self, flavour: Flavour, build_number: u64) -> String {
-        format!("{}-{}", self.floating_tag(flavour), build_number)
+        self.tags().ci(flavour, build_number)
     }
 
     /// Sort key: Airflow version numerically (trailing zero parts dropped: 2.10.5.0 is 2.10.5), then build number.
@@ -381,6 +442,34 @@ lock = "locks/b.txt"
         assert_eq!(r.floating_tag(Flavour::Base), "2.10.5-bookworm");
         assert_eq!(r.floating_tag(Flavour::Onbuild), "2.10.5-bookworm-onbuild");
         assert_eq!(r.ci_tag(Flavour::Onbuild, 77), "2.10.5-bookworm-onbuild-77");
+    }
+
+    #[test]
+    fn builds_are_parsed_from_exactly_one_flavours_immutable_tags() {
+        let tags: Vec<String> = [
+            "2.10.5-1-bookworm",
+            "2.10.5-12-bookworm",
+            "2.10.5-3-bookworm-onbuild",
+            "2.10.5-bookworm",
+            "2.10.5-bookworm-77",
+            "2.10.5-x-bookworm",
+            "2.10.50-9-bookworm",
+            "2.10.5-2-bullseye",
+            "2.10.5--bookworm",
+        ]
+        .map(String::from)
+        .to_vec();
+        let scheme = TagScheme::new("2.10.5", "bookworm");
+        let mut base = scheme.builds_in(&tags, Flavour::Base);
+        base.sort();
+        assert_eq!(base, [1, 12]);
+        assert_eq!(scheme.builds_in(&tags, Flavour::Onbuild), [3]);
+        // What it formats, it parses back.
+        for f in Flavour::ALL {
+            assert_eq!(scheme.build_of(&scheme.immutable(41, f), f), Some(41));
+            assert_eq!(scheme.build_of(&scheme.floating(f), f), None);
+            assert_eq!(scheme.build_of(&scheme.ci(f, 7), f), None);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The publish planner: pure, from "what the registry has" (per flavour, the identity each tag holds) to the tag
 //! actions of one repository, in execution order (docs/publishing.md has the rules; `publish` acts on the steps).
 
-use crate::release::Flavour;
+use crate::release::{Flavour, TagScheme};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagKind {
@@ -17,9 +17,8 @@ pub struct Want {
     /// The image IDs of the flavour's platforms (`IndexedImage::identity`): what the registry's tags are compared on.
     pub identity: String,
     pub build: u32,
-    /// `<airflow>` and `<distro><suffix>`: a tag `<airflow>-<N>-<distro><suffix>` is build N of this line.
-    pub airflow: String,
-    pub line_tail: String,
+    /// The line's tag scheme: which of a repository's tags are other builds of this flavour.
+    pub scheme: TagScheme,
     pub immutable: String,
     pub floating: String,
     pub ci: Option<String>,
@@ -176,8 +175,7 @@ mod tests {
             flavour: Flavour::Base,
             identity: D.into(),
             build: 2,
-            airflow: "2.10.5".into(),
-            line_tail: "bookworm".into(),
+            scheme: TagScheme::new("2.10.5", "bookworm"),
             immutable: "2.10.5-2-bookworm".into(),
             floating: "2.10.5-bookworm".into(),
             ci: ci.then(|| "2.10.5-bookworm-77".into()),
