@@ -31,19 +31,15 @@ fn arm64_images() -> (String, String) {
 
 /// `key=value` lines of a shell probe run in `image` as `user`.
 fn probe(image: &str, user: &str, script: &str) -> BTreeMap<String, String> {
-    let out = Container::run(
+    Container::run(
         &format!("arm64-{user}"),
         image,
         &["--platform", PLATFORM, "--user", user],
         &["bash", "-c", script],
         Duration::from_secs(600),
     )
-    .expect_ok(&format!("probe of {image} as {user}"));
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    .expect_ok(&format!("probe of {image} as {user}"))
+    .facts()
 }
 
 #[test]

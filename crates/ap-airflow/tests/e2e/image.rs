@@ -191,19 +191,15 @@ fn probe_script() -> String {
 }
 
 fn probe(image: &str) -> BTreeMap<String, String> {
-    let out = Container::run(
+    Container::run(
         "probe",
         image,
         &[],
         &["bash", "-c", &probe_script()],
         Duration::from_secs(300),
     )
-    .expect_ok(&format!("probe shell in {image}"));
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    .expect_ok(&format!("probe shell in {image}"))
+    .facts()
 }
 
 #[test]

@@ -17,19 +17,15 @@ echo "airflow=$(airflow version 2>/dev/null | tail -n 1)"
 "#;
 
 fn probe_as(user: &str) -> BTreeMap<String, String> {
-    let out = Container::run(
+    Container::run(
         &format!("user-{user}"),
         &images().base,
         &["--user", user],
         &["bash", "-c", PROBE],
         Duration::from_secs(180),
     )
-    .expect_ok(&format!("probe with --user {user}"));
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    .expect_ok(&format!("probe with --user {user}"))
+    .facts()
 }
 
 fn assert_astro(user: &str) {

@@ -202,6 +202,15 @@ impl RunOutput {
         );
         self
     }
+
+    /// The `key=value` lines of stdout (a probe script's facts).
+    pub fn facts(&self) -> std::collections::BTreeMap<String, String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
 }
 
 impl Container {
