@@ -398,7 +398,6 @@ impl Client {
         }
     }
 
-    /// One request with a replayable body; re-authenticates once on 401.
     /// One request with a replayable body; re-authenticates once on 401. An idempotent one (GET, HEAD, PUT) is
     /// tried again, after 0.5 s then 1 s, when the registry answers 5xx or the connection breaks (reset, closed
     /// early), as go-containerregistry's `transport.retry` does; POST and PATCH never are (they open or feed an
