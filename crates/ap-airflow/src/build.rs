@@ -428,7 +428,8 @@ for root, _, files in os.walk(site):
             n += 1
 print(f"compiled {n} modules as checked-hash bytecode")
 PY
-tar -C "$out" -cf /context/bytecode.tar .
+# The same bytecode makes the same tar (names sorted, no times or owners): an unchanged image's build stays cached.
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$out" -cf /context/bytecode.tar .
 "#;
 
 /// Uses the Python base image when present or pullable; otherwise makes it offline and says so.
