@@ -97,6 +97,38 @@ impl Client {
         }
     }
 
+    /// Sends `data` as the streamed body of `req` with the push token, counting the bytes that went out (a
+    /// streamed body is never retried, unlike `send`'s); `what` names the upload in the error.
+    fn send_streamed(
+        &mut self,
+        repo: &str,
+        req: ureq::http::request::Builder,
+        data: &mut dyn Read,
+        what: &str,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+        let scopes = [scope_of(repo, Access::Push)];
+        let auth = self.authorization(&scopes, false)?;
+        let mut req = req.header("content-type", "application/octet-stream");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let mut counted = Counting {
+            inner: data,
+            count: 0,
+        };
+        let result = self
+            .agent
+            .run(req.body(ureq::SendBody::from_reader(&mut counted))?);
+        self.blob_bytes_sent += counted.count;
+        result.map_err(|e| {
+            anyhow!(
+                "registry {} failed while {what}: {}",
+                self.registry,
+                short_error(&e)
+            )
+        })
+    }
+
     /// Monolithic upload into a session opened by `start_upload` (one PUT with `?digest=`).
     pub fn finish_upload(
         &mut self,
@@ -108,29 +140,13 @@ impl Client {
     ) -> anyhow::Result<()> {
         let mut url = url::Url::parse(location)?;
         url.query_pairs_mut().append_pair("digest", digest);
-        let scopes = [scope_of(repo, Access::Push)];
-        let auth = self.authorization(&scopes, false)?;
-        let mut counted = Counting {
-            inner: data,
-            count: 0,
-        };
-        let mut req = Request::put(url.as_str())
-            .header("content-type", "application/octet-stream")
-            .header("content-length", size.to_string());
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        let result = self
-            .agent
-            .run(req.body(ureq::SendBody::from_reader(&mut counted))?);
-        self.blob_bytes_sent += counted.count;
-        let mut resp = result.map_err(|e| {
-            anyhow!(
-                "registry {} failed while uploading blob {digest} to {repo}: {}",
-                self.registry,
-                short_error(&e)
-            )
-        })?;
+        let req = Request::put(url.as_str()).header("content-length", size.to_string());
+        let mut resp = self.send_streamed(
+            repo,
+            req,
+            data,
+            &format!("uploading blob {digest} to {repo}"),
+        )?;
         match resp.status().as_u16() {
             201 => Ok(()),
             401 | 403 => self.check_auth(resp).map(|_| ()),
@@ -146,27 +162,9 @@ impl Client {
         location: &str,
         data: &mut dyn Read,
     ) -> anyhow::Result<String> {
-        let scopes = [scope_of(repo, Access::Push)];
-        let auth = self.authorization(&scopes, false)?;
-        let mut counted = Counting {
-            inner: data,
-            count: 0,
-        };
-        let mut req = Request::patch(location).header("content-type", "application/octet-stream");
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        let result = self
-            .agent
-            .run(req.body(ureq::SendBody::from_reader(&mut counted))?);
-        self.blob_bytes_sent += counted.count;
-        let mut resp = result.map_err(|e| {
-            anyhow!(
-                "registry {} failed while streaming a layer to {repo}: {}",
-                self.registry,
-                short_error(&e)
-            )
-        })?;
+        let req = Request::patch(location);
+        let mut resp =
+            self.send_streamed(repo, req, data, &format!("streaming a layer to {repo}"))?;
         match resp.status().as_u16() {
             202 => self.location(&resp, "streaming a layer"),
             401 | 403 => self.check_auth(resp).map(|_| String::new()),
