@@ -567,16 +567,21 @@ impl<W: Write> Write for Tee<W> {
     }
 }
 
+/// The run's spool folder for compressed layers, removed when dropped.
+fn spool_folder(parent: &Path) -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("ap-airflow-publish-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot make a spool folder in {}", parent.display()))
+}
+
 fn save_and_compress(
     references: &[String],
     spool_parent: &Path,
     compression: Compression,
     stream: Option<Stream>,
 ) -> anyhow::Result<Saved> {
-    let dir = tempfile::Builder::new()
-        .prefix("ap-airflow-publish-")
-        .tempdir_in(spool_parent)
-        .with_context(|| format!("cannot make a spool folder in {}", spool_parent.display()))?;
+    let dir = spool_folder(spool_parent)?;
     let mut child = Command::new("docker")
         .arg("save")
         .args(references)
@@ -674,10 +679,7 @@ fn read_store(
     compression: Compression,
     stream: Option<Stream>,
 ) -> anyhow::Result<Saved> {
-    let dir = tempfile::Builder::new()
-        .prefix("ap-airflow-publish-")
-        .tempdir_in(spool_parent)
-        .with_context(|| format!("cannot make a spool folder in {}", spool_parent.display()))?;
+    let dir = spool_folder(spool_parent)?;
     let mut images = Vec::new();
     let mut compressed: HashMap<String, Blob> = HashMap::new();
     let mut plain: HashMap<String, Blob> = HashMap::new();
