@@ -183,6 +183,9 @@ fn signatures_in_cosigns_format_verify_with_openssl() {
     for tag in [IMM, IMM_ON, FLOAT, FLOAT_ON] {
         assert!(openssl_verifies(&reg, repo, tag, &public), "{tag}: {out:?}");
         assert!(!openssl_verifies(&reg, repo, tag, &other_public), "{tag}");
+        // cosign itself agrees, both ways.
+        assert!(cosign_verifies(&reg, repo, tag, &public), "{tag}");
+        assert!(!cosign_verifies(&reg, repo, tag, &other_public), "{tag}");
     }
     let again = publish(&a, &[reg.repo(repo)], &["--sign-key", key_arg], &[]);
     assert_ok(&again);
@@ -225,6 +228,69 @@ fn signatures_in_cosigns_format_verify_with_openssl() {
     );
     assert_eq!(wrong.code, 1, "{wrong:?}");
     assert!(wrong.stdout.contains("signature: MISSING"), "{wrong:?}");
+}
+
+/// The other direction: a signature made by `cosign sign` itself (its own key pair; cosign 2.5 cannot import an
+/// openssl EC key) is one `verify-published` accepts with cosign's public key; a publish with `--sign-key` later adds
+/// its signature under the same `.sig` tag, and cosign verifies both.
+#[test]
+#[ignore = "needs docker, docker-registry and cosign: scripts/test runs it"]
+fn cosign_signatures_are_accepted_by_verify_published() {
+    let reg = Registry::start();
+    let repo = "astronomer/ap-airflow";
+    let a = Images::new(1, "cosigned");
+    assert_ok(&publish(&a, &[reg.repo(repo)], &[], &[]));
+    let reference = format!("{}:{IMM}", reg.repo(repo));
+    let check = |key: &std::path::Path| {
+        tool(
+            &[
+                "verify-published",
+                &reference,
+                "--key",
+                key.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let prefix = keys.path().join("cosign");
+    let made = cosign_with_password(&[
+        "generate-key-pair",
+        "--output-key-prefix",
+        prefix.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let cosign_public = keys.path().join("cosign.pub");
+    assert!(check(&cosign_public).stdout.contains("signature: MISSING"));
+
+    let digest = reg.digest(repo, IMM).unwrap();
+    let signed = cosign_with_password(&[
+        "sign",
+        "--key",
+        keys.path().join("cosign.key").to_str().unwrap(),
+        "--tlog-upload=false",
+        "--allow-http-registry=true",
+        "--yes",
+        &format!("{}@{digest}", reg.repo(repo)),
+    ]);
+    assert!(signed.status.success(), "{signed:?}");
+    let ok = check(&cosign_public);
+    assert!(ok.stdout.contains("signature: ok"), "{ok:?}");
+    let (key, public) = keypair(keys.path());
+    assert!(check(&public).stdout.contains("signature: MISSING"));
+
+    // Our signature joins cosign's under the same .sig tag; cosign verifies both keys' signatures.
+    let again = publish(
+        &a,
+        &[reg.repo(repo)],
+        &["--sign-key", key.to_str().unwrap()],
+        &[],
+    );
+    assert_ok(&again);
+    assert!(check(&public).stdout.contains("signature: ok"));
+    assert!(check(&cosign_public).stdout.contains("signature: ok"));
+    assert!(cosign_verifies(&reg, repo, IMM, &public));
+    assert!(cosign_verifies(&reg, repo, IMM, &cosign_public));
 }
 
 /// `--compression zstd`: tar+zstd layers that containerd and skopeo read; the same image already published with gzip
@@ -1470,6 +1536,23 @@ fn real_image_publish_pull_and_run() {
             );
         }
         assert!(openssl_verifies(&reg, repo, imm, &public), "{imm}");
+        // cosign reads what publish attached: it verifies the signature and downloads our SPDX document.
+        assert!(cosign_verifies(&reg, repo, imm, &public), "{imm}");
+        let sbom = cosign(&["download", "sbom", "--allow-http-registry=true", &reference]);
+        assert!(sbom.status.success(), "{sbom:?}");
+        let doc: serde_json::Value =
+            serde_json::from_slice(&sbom.stdout).expect("cosign prints the SBOM");
+        assert_eq!(doc["spdxVersion"], "SPDX-2.3", "{imm}");
+        let names: Vec<&str> = doc["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"apache-airflow") && names.contains(&"bash"),
+            "{imm}: {names:?}"
+        );
     }
     // A second repository of the registry: layers and SBOM mounted, manifests and a signature sent, no probe run.
     let mirror = "mirror/ap-airflow";

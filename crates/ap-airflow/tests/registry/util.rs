@@ -740,6 +740,63 @@ pub fn openssl_verifies(reg: &Registry, repo: &str, tag: &str, public: &Path) ->
     false
 }
 
+/// cosign itself (Debian's package, from trixie: scripts/setup-host) run against the loopback registry. Our
+/// signatures are made offline (no transparency log, as `cosign sign --tlog-upload=false`), so verification skips
+/// the log; a proxy on a closed loopback port keeps cosign from reaching anything but the registry.
+pub fn cosign(args: &[&str]) -> Output {
+    cosign_env(args, &[])
+}
+
+/// cosign with an empty `COSIGN_PASSWORD` (for keys it imports, then signs with).
+pub fn cosign_with_password(args: &[&str]) -> Output {
+    cosign_env(args, &[("COSIGN_PASSWORD", "")])
+}
+
+fn cosign_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new("cosign")
+        .args(args)
+        .envs(env.iter().copied())
+        .env("HOME", dir.path())
+        .env("TUF_ROOT", dir.path().join("tuf"))
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("https_proxy")
+        .env_remove("http_proxy")
+        .env_remove("no_proxy")
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("cosign (scripts/setup-host installs it): {e}"))
+}
+
+/// `cosign verify --key public` of `repo:tag`: true when cosign accepts a signature of what the tag points at.
+pub fn cosign_verifies(reg: &Registry, repo: &str, tag: &str, public: &Path) -> bool {
+    let reference = format!("{}:{tag}", reg.repo(repo));
+    let out = cosign(&[
+        "verify",
+        "--key",
+        public.to_str().unwrap(),
+        "--insecure-ignore-tlog=true",
+        "--allow-http-registry=true",
+        "--output=json",
+        &reference,
+    ]);
+    if !out.status.success() {
+        eprintln!(
+            "cosign verify {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return false;
+    }
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cosign's JSON");
+    let digest = reg.digest(repo, tag).expect("tag");
+    found.as_array().is_some_and(|sigs| {
+        sigs.iter()
+            .any(|s| s["critical"]["image"]["docker-manifest-digest"] == digest.as_str())
+    })
+}
+
 impl Registry {
     /// Uploads a blob (monolithic: POST, then PUT with the digest); returns its digest.
     pub fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
