@@ -83,7 +83,7 @@ pub fn main() -> i32 {
         }
     } else {
         if let Err(e) = sigs.restore() {
-            say!("{e}");
+            say!("cannot restore the signal mask and handlers before exec: {e}");
             return EXIT_STARTUP;
         }
         cmd.exec()

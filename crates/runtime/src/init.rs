@@ -88,18 +88,19 @@ impl Signals {
     }
 
     /// Undo [`Signals::take_over`] (in a child before exec, or before the entrypoint execs its command).
+    ///
+    /// Runs in `pre_exec` closures, between fork and exec of a possibly multi-threaded process, so it must not
+    /// allocate: its errors are bare errno values (`io::Error::last_os_error` holds no heap data), which is all
+    /// `Command::spawn` passes back from the child anyway.
     pub fn restore(&self) -> io::Result<()> {
         // SAFETY: the set and actions were filled by `take_over` and live in `self`; a null old-value pointer is
         // allowed.
         unsafe {
             if libc::sigprocmask(libc::SIG_SETMASK, &self.original_mask, std::ptr::null_mut()) != 0
-            {
-                return Err(os_err("sigprocmask"));
-            }
-            if libc::sigaction(libc::SIGTTIN, &self.ttin, std::ptr::null_mut()) != 0
+                || libc::sigaction(libc::SIGTTIN, &self.ttin, std::ptr::null_mut()) != 0
                 || libc::sigaction(libc::SIGTTOU, &self.ttou, std::ptr::null_mut()) != 0
             {
-                return Err(os_err("sigaction"));
+                return Err(io::Error::last_os_error());
             }
         }
         Ok(())
