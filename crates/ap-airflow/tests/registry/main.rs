@@ -205,27 +205,11 @@ fn signatures_in_cosigns_format_verify_with_openssl() {
 
     // verify-published: the signature verifies; no SBOM was attached (--no-sbom), which it reports.
     let reference = format!("{}:{IMM}", reg.repo(repo));
-    let check = tool(
-        &[
-            "verify-published",
-            &reference,
-            "--key",
-            public.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let check = verify_published(&reference, &public);
     assert_eq!(check.code, 1, "{check:?}");
     assert!(check.stdout.contains("signature: ok"), "{check:?}");
     assert!(check.stdout.contains("sbom: no SBOM attached"), "{check:?}");
-    let wrong = tool(
-        &[
-            "verify-published",
-            &reference,
-            "--key",
-            other_public.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let wrong = verify_published(&reference, &other_public);
     assert_eq!(wrong.code, 1, "{wrong:?}");
     assert!(wrong.stdout.contains("signature: MISSING"), "{wrong:?}");
 }
@@ -241,17 +225,7 @@ fn cosign_signatures_are_accepted_by_verify_published() {
     let a = Images::new(1, "cosigned");
     assert_ok(&publish(&a, &[reg.repo(repo)], &[], &[]));
     let reference = format!("{}:{IMM}", reg.repo(repo));
-    let check = |key: &std::path::Path| {
-        tool(
-            &[
-                "verify-published",
-                &reference,
-                "--key",
-                key.to_str().unwrap(),
-            ],
-            &[],
-        )
-    };
+    let check = |key: &std::path::Path| verify_published(&reference, key);
     let keys = tempfile::tempdir().unwrap();
     let prefix = keys.path().join("cosign");
     let made = cosign_with_password(&[
@@ -1516,15 +1490,7 @@ fn real_image_publish_pull_and_run() {
     for f in plan.as_array().unwrap() {
         let imm = f["immutable"].as_str().unwrap();
         let reference = format!("{}:{imm}", reg.repo(repo));
-        let check = tool(
-            &[
-                "verify-published",
-                &reference,
-                "--key",
-                public.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let check = verify_published(&reference, &public);
         assert_ok(&check);
         assert!(check.stdout.contains("signature: ok"), "{check:?}");
         assert!(check.stdout.contains("sbom: ok"), "{check:?}");
@@ -1579,15 +1545,7 @@ fn real_image_publish_pull_and_run() {
     assert!(!out.stderr.contains("probing"), "{out:?}");
     for f in plan.as_array().unwrap() {
         let reference = format!("{}:{}", reg.repo(mirror), f["immutable"].as_str().unwrap());
-        let check = tool(
-            &[
-                "verify-published",
-                &reference,
-                "--key",
-                public.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let check = verify_published(&reference, &public);
         assert_ok(&check);
     }
     let layout = tempfile::tempdir().unwrap();

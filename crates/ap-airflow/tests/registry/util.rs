@@ -472,6 +472,19 @@ impl std::fmt::Debug for Out {
 }
 
 /// The tool, with a clean credential environment unless `env` sets one.
+/// `ap-airflow verify-published REFERENCE --key KEY`.
+pub fn verify_published(reference: &str, key: &Path) -> Out {
+    tool(
+        &[
+            "verify-published",
+            reference,
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
 pub fn tool(args: &[&str], env: &[(&str, &str)]) -> Out {
     let empty = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ap-airflow"));
