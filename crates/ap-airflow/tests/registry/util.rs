@@ -471,7 +471,6 @@ impl std::fmt::Debug for Out {
     }
 }
 
-/// The tool, with a clean credential environment unless `env` sets one.
 /// `ap-airflow verify-published REFERENCE --key KEY`.
 pub fn verify_published(reference: &str, key: &Path) -> Out {
     tool(
@@ -485,6 +484,7 @@ pub fn verify_published(reference: &str, key: &Path) -> Out {
     )
 }
 
+/// The tool, with a clean credential environment unless `env` sets one.
 pub fn tool(args: &[&str], env: &[(&str, &str)]) -> Out {
     let empty = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ap-airflow"));
@@ -760,7 +760,7 @@ pub fn cosign(args: &[&str]) -> Output {
     cosign_env(args, &[])
 }
 
-/// cosign with an empty `COSIGN_PASSWORD` (for keys it imports, then signs with).
+/// cosign with an empty `COSIGN_PASSWORD`: for the key pair it makes, then signs with.
 pub fn cosign_with_password(args: &[&str]) -> Output {
     cosign_env(args, &[("COSIGN_PASSWORD", "")])
 }
