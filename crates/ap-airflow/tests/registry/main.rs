@@ -499,22 +499,8 @@ fn adding_a_platform_needs_a_new_build() {
     assert_eq!(reg.state(repo), before, "nothing written");
 
     // Build 2 with both platforms: published, and the floating tags move to the two-platform index.
-    let dir = tempfile::tempdir().unwrap();
-    let rel2 = releases_with_build(dir.path(), 2);
     let two = Images::platforms(2, "grow", &["amd64", "arm64"]);
-    let out = tool(
-        &[
-            "--releases",
-            rel2.to_str().unwrap(),
-            "publish",
-            "2.10.5-2",
-            "--from",
-            &two.repo,
-            "--to",
-            &to[0],
-        ],
-        &[],
-    );
+    let out = publish_build2(&two, &[to[0].clone()], &[], &[]);
     assert_ok(&out);
     let build2 = reg.digest(repo, "2.10.5-2-bookworm").unwrap();
     assert_eq!(reg.digest(repo, FLOAT), Some(build2));
@@ -608,22 +594,8 @@ fn a_new_build_adds_its_immutable_tag_and_moves_floating_never_back() {
     assert_ok(&publish(&one, &to, &[], &[]));
     let build1 = reg.digest(repo, IMM).unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let rel2 = releases_with_build(dir.path(), 2);
     let two = Images::new(2, "two");
-    let out = tool(
-        &[
-            "--releases",
-            rel2.to_str().unwrap(),
-            "publish",
-            "2.10.5-2",
-            "--from",
-            &two.repo,
-            "--to",
-            &to[0],
-        ],
-        &[],
-    );
+    let out = publish_build2(&two, &[to[0].clone()], &[], &[]);
     assert_ok(&out);
     let build2 = reg
         .digest(repo, "2.10.5-2-bookworm")
@@ -762,23 +734,11 @@ fn dry_run_prints_actions_and_changes_nothing() {
 
     assert_ok(&publish(&a, &[reg.repo(repo)], &[], &[]));
     let before = reg.state(repo);
-    let dir = tempfile::tempdir().unwrap();
-    let rel2 = releases_with_build(dir.path(), 2);
     let two = Images::new(2, "two");
-    let out = tool(
-        &[
-            "--releases",
-            rel2.to_str().unwrap(),
-            "publish",
-            "2.10.5-2",
-            "--from",
-            &two.repo,
-            "--to",
-            &reg.repo(repo),
-            "--dry-run",
-            "--build-number",
-            "5",
-        ],
+    let out = publish_build2(
+        &two,
+        &[reg.repo(repo)],
+        &["--dry-run", "--build-number", "5"],
         &[],
     );
     assert_ok(&out);
@@ -876,8 +836,6 @@ fn layers_upload_while_they_compress() {
     assert_eq!(again.blob_bytes(), 0, "{again:?}");
 
     // Build 2 of the same images, with no cache: the floating tag already holds them, so no layer is sent again.
-    let dir = tempfile::tempdir().unwrap();
-    let rel2 = releases_with_build(dir.path(), 2);
     for suffix in ["", "-onbuild"] {
         let one = format!("{}:2.10.5-1-bookworm{suffix}", a.repo);
         must(
@@ -890,17 +848,10 @@ fn layers_upload_while_they_compress() {
         );
     }
     let empty = tempfile::tempdir().unwrap();
-    let two = tool(
-        &[
-            "--releases",
-            rel2.to_str().unwrap(),
-            "publish",
-            "2.10.5-2",
-            "--from",
-            &a.repo,
-            "--to",
-            &r1.repo(repo),
-        ],
+    let two = publish_build2(
+        &a,
+        &[r1.repo(repo)],
+        &[],
         &[("XDG_CACHE_HOME", empty.path().to_str().unwrap())],
     );
     for suffix in ["", "-onbuild"] {

@@ -515,7 +515,27 @@ pub fn tool(args: &[&str], env: &[(&str, &str)]) -> Out {
 
 /// `publish RELEASE --from <images> --to <repo>... extra...`
 pub fn publish(images: &Images, to: &[String], extra: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut args = vec!["publish", RELEASE, "--from", &images.repo];
+    publish_line(&[], RELEASE, images, to, extra, env)
+}
+
+/// `publish` of build 2 of the line (`--releases` a copy of the release file whose build is 2) from `images`.
+pub fn publish_build2(images: &Images, to: &[String], extra: &[&str], env: &[(&str, &str)]) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    let releases = releases_with_build(dir.path(), 2);
+    let pre = ["--releases", releases.to_str().unwrap()];
+    publish_line(&pre, "2.10.5-2", images, to, extra, env)
+}
+
+fn publish_line(
+    pre: &[&str],
+    line: &str,
+    images: &Images,
+    to: &[String],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Out {
+    let mut args = pre.to_vec();
+    args.extend(["publish", line, "--from", &images.repo]);
     for t in to {
         args.push("--to");
         args.push(t);
